@@ -1,0 +1,60 @@
+# uwsgi-deploy: install into the deploy account's home, test, lint.
+#   make install [PREFIX=~www-data] [DESTDIR=/staging]
+#   make uninstall | test | lint | demo | demo-stop
+PREFIX ?= $(HOME)
+DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib/uwsgi-deploy
+SHAREDIR ?= $(PREFIX)/share/uwsgi-deploy
+# The interpreter installed tools run with: the system's, which every account can read.
+PYTHON ?= $(shell command -v /usr/bin/python3 || command -v python3)
+
+VENV ?= .venv
+TOOLS := $(notdir $(wildcard bin/*))
+MODULES := $(wildcard lib/uwsgi_deploy/*.py)
+SHARE_FILES := $(shell find share -type f 2>/dev/null)
+
+.PHONY: all install uninstall test lint venv clean
+
+all: venv
+
+# The checkout's own environment: the tools' pinned requirements plus test tools.
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# Tools get an absolute shebang and library path, so they need no PYTHONPATH;
+# the pinned requirements are vendored into LIBDIR/site.
+install: $(VENV)/.installed
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/uwsgi_deploy
+	for tool in $(TOOLS); do \
+	  sed -e '1s|.*|#!$(PYTHON)|' \
+	      -e 's|^sys.path\[:0\] = .*# LIBPATH$$|sys.path[:0] = ["$(LIBDIR)", "$(LIBDIR)/site"]|' \
+	      bin/$$tool > $(DESTDIR)$(BINDIR)/$$tool.tmp && \
+	  chmod 755 $(DESTDIR)$(BINDIR)/$$tool.tmp && \
+	  mv -f $(DESTDIR)$(BINDIR)/$$tool.tmp $(DESTDIR)$(BINDIR)/$$tool || exit 1; \
+	done
+	install -m 644 $(MODULES) $(DESTDIR)$(LIBDIR)/uwsgi_deploy/
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-compile --upgrade \
+	  --target $(DESTDIR)$(LIBDIR)/site -r requirements.txt
+	for file in $(SHARE_FILES); do \
+	  install -D -m 644 $$file $(DESTDIR)$(SHAREDIR)/$${file#share/} || exit 1; \
+	done
+	@echo "installed $(TOOLS) into $(DESTDIR)$(BINDIR)"
+
+uninstall:
+	for tool in $(TOOLS); do rm -f $(DESTDIR)$(BINDIR)/$$tool; done
+	rm -rf $(DESTDIR)$(LIBDIR) $(DESTDIR)$(SHAREDIR)
+	-rmdir $(DESTDIR)$(BINDIR) $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/share 2>/dev/null
+
+# The checkout's tools run with the venv's python (#!/usr/bin/env python3).
+test: $(VENV)/.installed
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python -m pytest t/
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/python -m pyflakes lib t $(addprefix bin/,$(TOOLS))
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,65 @@
+#!/bin/sh
+# Set up uwsgi-deploy on this machine. As root: the system packages, the
+# toolkit, and the deploy account's layout. Otherwise: the toolkit into $HOME.
+# Safe to run again: it only does what is not done yet.
+set -eu
+
+usage() {
+    cat <<USAGE
+usage: ./install.sh [--user NAME]
+
+As root: install git, uWSGI (python3 plugin), nginx, sshd and python3-venv,
+build the toolkit's Python environment, and install the tools into the home
+of the deploy account NAME (default www-data), with its vassals/, run/ and
+log/ directories. As another user: install the tools into \$HOME only.
+USAGE
+}
+
+deploy_user=www-data
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --user) [ $# -ge 2 ] || { echo "install.sh: --user needs a name" >&2; exit 2; }
+                deploy_user=$2; shift 2 ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "install.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+cd "$(dirname "$0")"
+say() { echo "-----> $*"; }
+
+PACKAGES="git make uwsgi-core uwsgi-plugin-python3 nginx-light openssh-server python3-venv wrk"
+
+if [ "$(id -u)" -ne 0 ]; then
+    say "not root: skipping system packages ($PACKAGES) and the deploy account"
+    say "installing the tools into $HOME"
+    make install PREFIX="$HOME"
+    exit 0
+fi
+
+missing=""
+for package in $PACKAGES; do
+    dpkg-query -W -f '${Status}' "$package" 2>/dev/null | grep -q 'ok installed' \
+        || missing="$missing $package"
+done
+if [ -n "$missing" ]; then
+    say "installing system packages:$missing"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing
+else
+    say "system packages already installed"
+fi
+
+entry=$(getent passwd "$deploy_user") || {
+    echo "install.sh: no account '$deploy_user' (create it, or pass --user NAME)" >&2; exit 1; }
+home=$(echo "$entry" | cut -d: -f6)
+group=$(id -gn "$deploy_user")
+
+say "building the toolkit's Python environment (.venv)"
+make venv PYTHON=/usr/bin/python3
+say "installing the tools into $home for $deploy_user"
+make install PREFIX="$home" PYTHON=/usr/bin/python3
+
+# The deploy account writes versions, links and deploy.log into its home.
+install -d -o "$deploy_user" -g "$group" "$home" "$home/vassals" "$home/run" "$home/log"
+say "done: tools in $home/bin, layout in $home/{vassals,run,log}"

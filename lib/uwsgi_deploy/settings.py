@@ -1,0 +1,117 @@
+"""Settings: defaults, overridden by a config file, overridden by DEPLOY_* variables.
+
+Every setting is named DEPLOY_<NAME>. The config file holds the same names as
+KEY=VALUE lines (the format systemd's EnvironmentFile= reads too); it is
+$DEPLOY_CONFIG, or ~/deploy.conf when that is unset. Paths default to places
+under DEPLOY_HOME, so moving the deploy root moves everything with it.
+"""
+import os
+from dataclasses import dataclass
+
+from . import DeployError
+from .envfile import read_env_file
+
+PREFIX = "DEPLOY_"
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str       # attribute name; the variable is DEPLOY_<NAME upper>
+    default: str    # may name other settings as {home}, {run_dir}
+    kind: type      # str, int or float; paths are str
+    help: str
+
+    @property
+    def variable(self):
+        return PREFIX + self.name.upper()
+
+
+SETTINGS = (
+    Setting("home", "~", str, "deploy root: versions, live links, deploy.log"),
+    Setting("vassals_dir", "{home}/vassals", str, "directory the Emperor watches"),
+    Setting("run_dir", "{home}/run", str, "sockets, stats sockets and locks"),
+    Setting("log_dir", "{home}/log", str, "one uWSGI log per version"),
+    Setting("env_file", "{home}/environment.sh", str, "server-side secrets, read after the repo's"),
+    Setting("log_file", "{home}/deploy.log", str, "one line per successful deploy"),
+    Setting("emperor_stats", "{run_dir}/emperor.stats", str,
+            "the Emperor's stats socket, poked to make it rescan at once"),
+    Setting("branch", "", str, "branch that deploys (empty: the one the bare repo's HEAD names)"),
+    Setting("ping_path", "/ping", str, "path that must answer 200"),
+    Setting("probe_timeout", "30", float, "seconds for a new version to answer the probe"),
+    Setting("ready_timeout", "30", float, "seconds for the unix socket to answer after reconfigure"),
+    Setting("setup_timeout", "1800", float, "seconds the setup script may run"),
+    Setting("drain_timeout", "30", float, "seconds to let the old version finish its requests"),
+    Setting("lock_timeout", "600", float, "seconds a deploy waits for another deploy of the app"),
+    Setting("keep", "4", int, "versions deploy-cleanup keeps by default"),
+)
+BY_VARIABLE = {s.variable: s for s in SETTINGS}
+NOT_PATHS = {s.name for s in SETTINGS if s.kind is not str} | {"branch", "ping_path"}
+
+
+class Settings:
+    """Resolved settings; attributes are the Setting names."""
+
+    def __init__(self, values, sources):
+        self.__dict__.update(values)
+        self.sources = sources   # name -> "default" | config path | "environment"
+
+    def __repr__(self):
+        return "Settings(%s)" % ", ".join(f"{s.name}={getattr(self, s.name)!r}" for s in SETTINGS)
+
+
+def _expand_home(path, environ):
+    """~ means the HOME of the given environment (tests and hooks pass their own)."""
+    if path == "~" or path.startswith("~/"):
+        path = environ.get("HOME", os.path.expanduser("~")) + path[1:]
+    return os.path.abspath(path)
+
+
+def config_path(environ):
+    return _expand_home(environ.get("DEPLOY_CONFIG") or "~/deploy.conf", environ)
+
+
+def _read_config(path):
+    """The config file's DEPLOY_* values; unknown DEPLOY_ names are an error (typos)."""
+    if not os.path.exists(path):
+        return {}
+    values = {}
+    for entry in read_env_file(path):
+        if entry.name not in BY_VARIABLE and entry.name != "DEPLOY_CONFIG":
+            raise DeployError(f"{path}:{entry.line}: unknown setting {entry.name}")
+        values[entry.name] = entry.value
+    return values
+
+
+def _convert(setting, raw, source):
+    if setting.kind is str:
+        return raw
+    try:
+        value = setting.kind(raw)
+    except ValueError:
+        raise DeployError(f"{source}: {setting.variable} must be a number, not {raw!r}") from None
+    if value < 0:
+        raise DeployError(f"{source}: {setting.variable} must not be negative")
+    return value
+
+
+def load(environ=None):
+    """Resolve every setting: environment beats config file beats default."""
+    environ = os.environ if environ is None else environ
+    path = config_path(environ)
+    from_file = _read_config(path)
+    values, sources = {}, {}
+    for setting in SETTINGS:
+        if setting.variable in environ:
+            raw, source = environ[setting.variable], "environment"
+        elif setting.variable in from_file:
+            raw, source = from_file[setting.variable], path
+        else:
+            raw, source = setting.default.format(**values), "default"
+        value = _convert(setting, raw, source)
+        if setting.name not in NOT_PATHS:
+            value = _expand_home(value, environ)
+        values[setting.name] = value
+        sources[setting.name] = source
+    if not values["ping_path"].startswith("/"):
+        raise DeployError(f"{sources['ping_path']}: DEPLOY_PING_PATH must start with '/'")
+    return Settings(values, sources)
