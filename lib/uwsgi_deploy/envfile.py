@@ -88,7 +88,7 @@ class _Chain(dict):
 
 def read_env_file(path, lookup=None, warn=None):
     try:
-        with open(path, encoding="utf-8") as stream:
+        with open(path, encoding="utf-8", newline="") as stream:   # keep a CR in a value
             text = stream.read()
     except UnicodeDecodeError as err:
         raise DeployError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None

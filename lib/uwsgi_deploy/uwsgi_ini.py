@@ -33,7 +33,12 @@ OWNED_OPTIONS = frozenset("""
 """.split())
 
 TRAILING_BLANKS = " \t\r\v\f"
-REEXPANDED = re.compile(r"%\([^)]*\)")
+REEXPANDED = re.compile(r"%\([^)]*\)")   # any %( ... ) : uWSGI resolves names, even with spaces
+# Embedded Python decodes os.environ by the locale: under LC_CTYPE=C a non-ASCII
+# value arrives as surrogate escapes. Vassals get a UTF-8 LC_CTYPE unless the
+# app's own environment chooses one.
+LOCALE_DEFAULT = ("LC_CTYPE", "C.UTF-8")
+LOCALE_CHOOSERS = {"LC_ALL", "LC_CTYPE"}
 ESCAPES = {"%": "%%", **{char: f"%({name})" for char, name in PLACEHOLDERS.items()}}
 
 
@@ -130,6 +135,9 @@ def deploy_options(env_entries, chdir=None, extra=()):
     options = [("set-placeholder", line) for line in PLACEHOLDER_LINES]
     if chdir is not None:
         options.append(("chdir", escape_value(chdir, "chdir")))
+    env_entries = list(env_entries)
+    if not LOCALE_CHOOSERS & {entry.name for entry in env_entries}:
+        options.append(("env", "=".join(LOCALE_DEFAULT)))
     for entry in env_entries:
         options.append(("env", f"{entry.name}=" + escape_value(entry.value, f"{entry.where}: {entry.name}")))
     for option, value in extra:

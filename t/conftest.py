@@ -1,0 +1,104 @@
+"""Shared test worlds: short temporary directories, free ports, real uWSGI."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "bin")
+APPS = os.path.join(ROOT, "t", "apps")
+sys.path.insert(0, os.path.join(ROOT, "lib"))
+UWSGI = shutil.which("uwsgi") or "/usr/bin/uwsgi"
+
+
+@pytest.fixture
+def world():
+    """A fresh directory with a short path: unix socket paths must stay < 100 bytes."""
+    path = tempfile.mkdtemp(prefix="ud-", dir="/tmp")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_tool(name, *args, **kwargs):
+    """Run bin/NAME from the checkout; returns CompletedProcess with text output."""
+    kwargs.setdefault("text", True)
+    kwargs.setdefault("timeout", 120)
+    return subprocess.run([os.path.join(BIN, name), *args], capture_output=True, **kwargs)
+
+
+def wait_until(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+class Uwsgi:
+    """A real uWSGI running one ini file, stopped by PID."""
+
+    def __init__(self, ini_path, log_path):
+        self.ini_path, self.log_path = ini_path, log_path
+        self.process = subprocess.Popen([UWSGI, "--ini", ini_path, "--logto", log_path],
+                                        stdin=subprocess.DEVNULL)
+
+    def log(self):
+        try:
+            with open(self.log_path, errors="replace") as stream:
+                return stream.read()
+        except FileNotFoundError:
+            return ""
+
+    def wait_ready(self, timeout=20):
+        """Ready once the worker is spawned and the app is loaded (or failed)."""
+        def ready():
+            if self.process.poll() is not None:
+                raise AssertionError(f"uwsgi exited {self.process.returncode}:\n{self.log()}")
+            return "spawned uWSGI worker 1" in self.log()
+        wait_until(ready, timeout, f"uwsgi to start {self.ini_path}")
+        return self
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)   # SIGTERM would make it reload
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def uwsgi_runner():
+    """start(ini_path, log_path) -> Uwsgi; every instance is stopped afterwards."""
+    started = []
+
+    def start(ini_path, log_path):
+        instance = Uwsgi(ini_path, log_path)
+        started.append(instance)
+        return instance.wait_ready()
+
+    yield start
+    for instance in started:
+        instance.stop()
+
+
+def write(path, text, mode=None):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="") as stream:
+        stream.write(text)
+    if mode is not None:
+        os.chmod(path, mode)
+    return path
