@@ -37,10 +37,12 @@ install: $(VENV)/.installed
 	  mv -f $(DESTDIR)$(BINDIR)/$$tool.tmp $(DESTDIR)$(BINDIR)/$$tool || exit 1; \
 	done
 	install -m 644 $(MODULES) $(DESTDIR)$(LIBDIR)/uwsgi_deploy/
+	sed -i 's|^SHARE_DIR = .*# SHAREDIR$$|SHARE_DIR = "$(SHAREDIR)"|' $(DESTDIR)$(LIBDIR)/uwsgi_deploy/paths.py
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-compile --upgrade \
 	  --target $(DESTDIR)$(LIBDIR)/site -r requirements.txt
 	for file in $(SHARE_FILES); do \
-	  install -D -m 644 $$file $(DESTDIR)$(SHAREDIR)/$${file#share/} || exit 1; \
+	  if [ -x $$file ]; then mode=755; else mode=644; fi; \
+	  install -D -m $$mode $$file $(DESTDIR)$(SHAREDIR)/$${file#share/} || exit 1; \
 	done
 	@echo "installed $(TOOLS) into $(DESTDIR)$(BINDIR)"
 

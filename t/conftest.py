@@ -102,3 +102,20 @@ def write(path, text, mode=None):
     if mode is not None:
         os.chmod(path, mode)
     return path
+
+
+@pytest.fixture
+def sandbox():
+    from sandbox import Sandbox
+    box = Sandbox()
+    yield box
+    box.stop()
+
+
+@pytest.fixture
+def server(sandbox):
+    """A sandbox with the Emperor and nginx running and app `app` initialised."""
+    sandbox.start_emperor()
+    sandbox.deploy_init("app")
+    sandbox.start_nginx(["app"])
+    return sandbox

@@ -1,0 +1,80 @@
+"""Getting a version onto disk from git, and finding its deploy files.
+
+Git runs through `sh`. Inside a pre-receive hook the pushed objects are only
+reachable through the hook's GIT_* variables, so git sees them; setup and
+the app never do (clean_environ)."""
+import os
+import shutil
+
+import sh
+
+from . import DeployError
+
+ZERO_COMMIT = "0" * 40
+
+
+def clean_environ(environ):
+    """environ without the hook's GIT_* variables."""
+    return {k: v for k, v in environ.items() if not k.startswith("GIT_")}
+
+
+def _last_line(err):
+    if isinstance(err, sh.ErrorReturnCode):
+        lines = err.stderr.decode(errors="replace").strip().splitlines()
+        return lines[-1] if lines else f"exit status {err.exit_code}"
+    return str(err)
+
+
+def git(git_dir, *args):
+    try:
+        return str(sh.git("--git-dir", git_dir, *args)).strip()
+    except sh.ErrorReturnCode as err:
+        raise DeployError(f"git {args[0]}: {_last_line(err)}") from None
+
+
+def deploy_branch_ref(git_dir, configured):
+    """refs/heads/<branch> that deploys: the setting, else what HEAD names."""
+    if configured:
+        return configured if configured.startswith("refs/") else "refs/heads/" + configured
+    return git(git_dir, "symbolic-ref", "HEAD")
+
+
+def export_tree(git_dir, commit, destination):
+    """Write commit's tree (no .git) to destination, all or nothing: extracted
+    into a temporary sibling, then renamed into place."""
+    parent, name = os.path.split(destination)
+    temporary = os.path.join(parent, f".{name}.tmp-{os.getpid()}")
+    shutil.rmtree(temporary, ignore_errors=True)
+    os.makedirs(temporary)
+    archive = temporary + ".tar"
+    try:
+        git(git_dir, "archive", "--format=tar", "--output", archive, commit)
+        sh.tar("-x", "-f", archive, "-C", temporary)
+    except (DeployError, sh.ErrorReturnCode) as err:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise DeployError(f"cannot export {commit[:12]}: {_last_line(err)}") from None
+    finally:
+        if os.path.exists(archive):
+            os.unlink(archive)
+    shutil.rmtree(destination, ignore_errors=True)
+    os.rename(temporary, destination)
+
+
+def inside(root, path, what):
+    """path, after following links, must stay within root."""
+    real_root, real = os.path.realpath(root), os.path.realpath(path)
+    if real != real_root and not real.startswith(real_root + os.sep):
+        raise DeployError(f"{what} leads outside the checkout ({os.path.relpath(path, root)} -> {real})")
+    return real
+
+
+def deploy_dir(workdir):
+    """Where environment.sh, setup and uwsgi.ini live: the checkout, or the
+    sub-directory a `.deploy` symlink names."""
+    link = os.path.join(workdir, ".deploy")
+    if not os.path.lexists(link):
+        return workdir
+    target = inside(workdir, link, ".deploy")
+    if not os.path.isdir(target):
+        raise DeployError(f".deploy does not point to a directory ({os.readlink(link)})")
+    return target

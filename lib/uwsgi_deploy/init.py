@@ -1,0 +1,51 @@
+"""deploy-init: a bare repository whose pre-receive hook deploys, plus the
+lines the operator needs next (the git remote, the nginx site)."""
+import getpass
+import os
+import socket
+
+from . import DeployError
+from .checkout import git
+from .layout import App
+from .paths import share
+from .settings import load
+
+
+def render_nginx_site(app, listen="80", server_name=None):
+    with open(share("nginx-site.conf")) as stream:
+        template = stream.read()
+    return (template.replace("@APP@", app.name).replace("@SOCKET@", app.live_socket)
+            .replace("@LISTEN@", str(listen)).replace("@SERVER_NAME@", server_name or app.name))
+
+
+def wire_hook(repo, hook_source):
+    """hooks/pre-receive -> the installed pre-receive (a symlink, so upgrading
+    the toolkit upgrades every app's hook)."""
+    hook = os.path.join(repo, "hooks", "pre-receive")
+    if os.path.islink(hook) and os.path.realpath(hook) == os.path.realpath(hook_source):
+        return False
+    if os.path.exists(hook) and not os.path.islink(hook):
+        raise DeployError(f"{hook} exists and is not ours; move it away first")
+    if os.path.lexists(hook):
+        os.unlink(hook)
+    os.symlink(hook_source, hook)
+    return True
+
+
+def init_app(name, branch, hook_source, out, environ=None):
+    settings = load(os.environ if environ is None else environ)
+    app = App(settings, name)
+    for directory in (settings.vassals_dir, settings.run_dir, settings.log_dir):
+        os.makedirs(directory, exist_ok=True)
+    if not os.path.isdir(app.repo):
+        git(app.repo, "init", "--quiet", "--bare", f"--initial-branch={branch}", app.repo)
+        out.write(f"created {app.repo} (deploys branch {branch})\n")
+    else:
+        out.write(f"{app.repo} exists; keeping it\n")
+    if wire_hook(app.repo, hook_source):
+        out.write(f"wired {app.repo}/hooks/pre-receive -> {hook_source}\n")
+    out.write("\nOn your machine, add the remote and push:\n\n"
+              f"    git remote add deploy {getpass.getuser()}@{socket.getfqdn()}:{name}.git\n"
+              f"    git push deploy {branch}\n\n"
+              "nginx site (for example /etc/nginx/sites-enabled/" + name + "):\n\n")
+    out.write(render_nginx_site(app))

@@ -1,0 +1,119 @@
+"""Names and paths of an app's versions on the server (see README, "What
+happens on the server"). Every file the pipeline touches is named here."""
+import os
+import re
+from dataclasses import dataclass
+
+from . import DeployError
+
+APP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+REV_LENGTH = 12
+VERSION_NAME = re.compile(r"(?P<app>.+)-(?P<rev>[0-9a-f]{%d})\Z" % REV_LENGTH)
+# sun_path is 108 bytes on Linux, including the terminating NUL
+MAX_SOCKET_PATH = 107
+
+
+def check_app_name(app):
+    if not APP_NAME.match(app) or not app.isascii():
+        raise DeployError(f"invalid app name {app!r}: use letters, digits, '.', '_' and '-', "
+                          "not starting with '.' or '-'")
+    return app
+
+
+@dataclass(frozen=True)
+class App:
+    settings: object
+    name: str
+
+    def __post_init__(self):
+        check_app_name(self.name)
+
+    @property
+    def repo(self):
+        return os.path.join(self.settings.home, self.name + ".git")
+
+    @property
+    def home_link(self):
+        """~/APP -> APP-<rev>: the live version's directory."""
+        return os.path.join(self.settings.home, self.name)
+
+    @property
+    def live_socket(self):
+        """~/run/APP.socket -> APP-<rev>.socket: where nginx sends requests."""
+        return os.path.join(self.settings.run_dir, self.name + ".socket")
+
+    @property
+    def lock_file(self):
+        return os.path.join(self.settings.run_dir, self.name + ".lock")
+
+    def version(self, rev):
+        return Version(self, rev[:REV_LENGTH])
+
+    def version_from_name(self, name):
+        match = VERSION_NAME.match(name)
+        if not match or match.group("app") != self.name:
+            return None
+        return self.version(match.group("rev"))
+
+    def live_version(self):
+        """The version ~/run/APP.socket points at (what serves), or None."""
+        try:
+            target = os.readlink(self.live_socket)
+        except OSError:
+            return None
+        name = os.path.basename(target)
+        return self.version_from_name(name[:-len(".socket")]) if name.endswith(".socket") else None
+
+
+@dataclass(frozen=True)
+class Version:
+    app: App
+    rev: str
+
+    @property
+    def name(self):
+        return f"{self.app.name}-{self.rev}"
+
+    def _path(self, directory, suffix=""):
+        return os.path.join(directory, self.name + suffix)
+
+    @property
+    def workdir(self):
+        return self._path(self.app.settings.home)
+
+    @property
+    def vassal_ini(self):
+        return self._path(self.app.settings.vassals_dir, ".ini")
+
+    @property
+    def socket(self):
+        return self._path(self.app.settings.run_dir, ".socket")
+
+    @property
+    def stats_socket(self):
+        return self._path(self.app.settings.run_dir, ".stats")
+
+    @property
+    def log(self):
+        return self._path(self.app.settings.log_dir, ".log")
+
+    def check_socket_paths(self):
+        for path in (self.socket, self.stats_socket, self.app.live_socket):
+            if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+                raise DeployError(f"socket path {path} is {len(os.fsencode(path))} bytes; "
+                                  f"the kernel allows {MAX_SOCKET_PATH}: set a shorter DEPLOY_RUN_DIR")
+
+
+def app_from_repo_dir(settings, git_dir):
+    """The app a bare repository deploys: its directory name without .git."""
+    base = os.path.basename(os.path.abspath(git_dir))
+    return App(settings, base[:-4] if base.endswith(".git") else base)
+
+
+def version_from_dir(settings, directory):
+    """The Version a checked-out directory (~/APP-<rev>) holds."""
+    name = os.path.basename(os.path.abspath(directory).rstrip("/"))
+    match = VERSION_NAME.match(name)
+    if not match:
+        raise DeployError(f"{directory}: not a version directory (expected APP-<12 hex digits>)")
+    return App(settings, match.group("app")).version(match.group("rev"))

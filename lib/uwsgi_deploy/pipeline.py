@@ -1,0 +1,295 @@
+"""One deploy: checkout, env, setup, expand, probe, reconfigure, switch,
+retire, link. Each stage is a method; a failure before the switch removes the
+candidate and leaves the live version serving; after the switch nothing is
+refused any more (the new version is live), problems are reported instead."""
+import datetime
+import os
+import socket
+import sys
+import time
+
+from . import DeployError
+from .checkout import clean_environ, deploy_dir, export_tree, inside
+from .emperor import poke
+from .envfile import read_env_files
+from .links import remove_if_exists, switch_symlink
+from .lock import DeployLock
+from .probe import wait_for_200
+from .setup_script import make_executable, run_setup
+from .uwsgi_ini import expand_ini
+from .vassal import (died_while_starting, log_tail, remove_vassal, wait_drained,
+                     wait_workers_accepting, write_vassal_ini)
+
+
+CANDIDATE_GRACE = 2.0   # seconds a failed candidate gets to stop by itself
+
+
+class StageFailed(DeployError):
+    """A stage failed; the message is `stage: reason`, .tail has context lines."""
+
+    def __init__(self, stage, reason, tail=()):
+        super().__init__(f"{stage}: {reason}")
+        self.stage, self.reason, self.tail = stage, reason, list(tail)
+
+
+class Reporter:
+    """What the pusher sees: a line per stage, durations, failures with ` !`."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.durations = {}
+
+    def line(self, text):
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def stage(self, name, title):
+        return _Stage(self, name, title)
+
+    def say(self, text):
+        self.line("       " + text)
+
+    def warn(self, text):
+        self.line(" !     " + text)
+
+
+def test_pause(stage):
+    """For fault tests only: with DEPLOY_TEST_PAUSE=STAGE:PATH the deploy
+    creates PATH on reaching STAGE and waits (up to a minute) until it is
+    removed, so a test can act (or kill the deploy) at a known point."""
+    wanted, _, gate = os.environ.get("DEPLOY_TEST_PAUSE", "").partition(":")
+    if wanted != stage or not gate:
+        return
+    open(gate, "w").close()
+    deadline = time.monotonic() + 60
+    while os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+class _Stage:
+    def __init__(self, reporter, name, title):
+        self.reporter, self.name, self.title = reporter, name, title
+
+    def __enter__(self):
+        test_pause(self.name)
+        self.reporter.line(f"-----> {self.title}")
+        self.start = time.monotonic()
+
+    def __exit__(self, kind, error, traceback):
+        took = time.monotonic() - self.start
+        self.reporter.durations[self.name] = took
+        if error is None:
+            self.reporter.say(f"{self.name} done ({took:.2f} s)")
+        elif isinstance(error, DeployError) and not isinstance(error, StageFailed):
+            raise StageFailed(self.name, str(error), getattr(error, "tail", ())) from None
+
+
+def free_loopback_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Deploy:
+    """Deploy `version` of an app. source is ("git", git_dir, commit) for a push
+    or ("dir", None, None) for a version already on disk."""
+
+    def __init__(self, settings, version, how, source, environ=None, reporter=None):
+        self.settings, self.version, self.app = settings, version, version.app
+        self.how, self.source = how, source
+        self.environ = clean_environ(os.environ if environ is None else environ)
+        self.report = reporter or Reporter()
+        self.started = time.monotonic()
+        self.switched = False
+
+    # -- the whole run -------------------------------------------------------
+    def run(self):
+        holder = f"{self.version.name} ({self.how})"
+        with DeployLock(self.app.lock_file, self.settings.lock_timeout, holder, self.report.say):
+            previous = self.app.live_version()
+            if previous == self.version and os.path.exists(self.version.vassal_ini):
+                self.report.line(f"-----> {self.version.name} is already live")
+                return previous
+            self.sweep_leftovers(previous)
+            try:
+                self.checkout()
+                self.find_deploy_files()
+                entries = self.read_env()
+                self.setup(entries)
+                self.expand(entries)
+                self.probe()
+                self.reconfigure()
+            except DeployError as error:
+                self.abandon_candidate()
+                self.refuse(error, previous)
+                raise
+            self.switch()
+            self.retire(previous)
+            self.link()
+        self.report.line(self.summary())
+        return previous
+
+    def refuse(self, error, previous):
+        stage = getattr(error, "stage", "deploy")
+        reason = getattr(error, "reason", str(error))
+        self.report.warn(f"{stage}: {reason}")
+        tail = getattr(error, "tail", [])
+        if tail:
+            self.report.warn(f"last {len(tail)} lines of {'setup output' if stage == 'setup' else 'the vassal log'}:")
+            for line in tail:
+                self.report.warn("  " + line)
+        still = f"{previous.name} is still live" if previous else "no version was live"
+        self.report.warn(f"{self.version.name} not deployed; {still}")
+
+    def summary(self):
+        total = time.monotonic() - self.started
+        setup = self.report.durations.get("setup")
+        extra = f", setup {setup:.1f} s" if setup is not None else ""
+        return f"-----> {self.version.name} is live ({total:.1f} s{extra})"
+
+    # -- before the switch: any failure leaves the live version alone --------
+    def sweep_leftovers(self, live):
+        """What an interrupted deploy of this app left: vassals of versions that
+        are not live, half-written inis and checkouts."""
+        vassals = self.settings.vassals_dir
+        for name in sorted(os.listdir(vassals)) if os.path.isdir(vassals) else []:
+            base = name[1:-len(".ini.tmp")] if name.startswith(".") and name.endswith(".ini.tmp") else None
+            if base and self.app.version_from_name(base):
+                remove_if_exists(os.path.join(vassals, name))
+            elif name.endswith(".ini"):
+                stale = self.app.version_from_name(name[:-4])
+                if stale and stale != live:
+                    self.report.say(f"removing {stale.name}, left by an interrupted deploy")
+                    wait_drained(stale, self.settings.drain_timeout)
+                    remove_vassal(self.settings, stale, self.settings.drain_timeout)
+
+    def checkout(self):
+        kind, git_dir, commit = self.source
+        if kind != "git":
+            if not os.path.isdir(self.version.workdir):
+                raise StageFailed("checkout", f"{self.version.workdir}: no such directory")
+            return
+        with self.report.stage("checkout", f"Checking out {commit[:12]} into {self.version.workdir}"):
+            export_tree(git_dir, commit, self.version.workdir)
+
+    def find_deploy_files(self):
+        try:
+            self.deploy_dir = deploy_dir(self.version.workdir)
+        except DeployError as error:
+            raise StageFailed("checkout", str(error)) from None
+
+    def deploy_file(self, name):
+        """A deploy file's path if it exists, refusing links out of the checkout."""
+        path = os.path.join(self.deploy_dir, name)
+        if not os.path.lexists(path):
+            return None
+        inside(self.version.workdir, path, os.path.relpath(path, self.version.workdir))
+        return path
+
+    def read_env(self):
+        with self.report.stage("env", "Reading environment"):
+            paths = [p for p in (self.deploy_file("environment.sh"), self.settings.env_file)
+                     if p and os.path.exists(p)]
+            entries = read_env_files(paths, self.environ, warn=self.report.warn)
+            names = ", ".join(entries) or "none"
+            self.report.say(f"variables from {', '.join(paths) or 'no file'}: {names}")
+            return entries
+
+    def setup(self, entries):
+        script = self.deploy_file("setup")
+        if script is None:
+            return
+        with self.report.stage("setup", "Running setup"):
+            make_executable(script)
+            environ = dict(self.environ, **{name: e.value for name, e in entries.items()})
+            run_setup(script, self.deploy_dir, environ, self.settings.setup_timeout,
+                      getattr(self.report.stream, "buffer", self.report.stream))
+
+    def expand(self, entries):
+        with self.report.stage("expand", "Expanding uwsgi.ini"):
+            ini = self.deploy_file("uwsgi.ini")
+            if ini is None:
+                raise DeployError(f"no uwsgi.ini in {self.deploy_dir} (nor written by setup)")
+            self.version.check_socket_paths()
+            self.ini, self.entries = ini, list(entries.values())
+            self.vassal_text(("http-socket", "127.0.0.1:1"))   # refuse bad input now
+
+    def vassal_text(self, listen):
+        """The vassal ini: the user's, expanded, with where it listens and logs.
+        need-app makes a failed import kill the vassal instead of serving 500s."""
+        return expand_ini(self.ini, self.entries, chdir=self.deploy_dir,
+                          extra=[("need-app", "true"), ("logto", self.version.log),
+                                 ("stats", self.version.stats_socket), listen])
+
+    def start_and_wait(self, text, target, timeout, first_start):
+        write_vassal_ini(self.version.vassal_ini, text)
+        poke(self.settings)
+        result = wait_for_200(target, self.settings.ping_path, timeout,
+                              alive=lambda: died_while_starting(self.settings, self.version, first_start))
+        if not result.ok:
+            raise DeployError(f"GET {self.settings.ping_path} on {target}: no 200 within "
+                              f"{timeout:g} s (last: {result.seen})")
+
+    def probe(self):
+        with self.report.stage("probe", f"Probing {self.version.name} for {self.settings.ping_path}"):
+            for directory in (self.settings.vassals_dir, self.settings.run_dir, self.settings.log_dir):
+                os.makedirs(directory, exist_ok=True)
+            remove_if_exists(self.version.log)   # this attempt's log only
+            port = free_loopback_port()
+            text = self.vassal_text(("http-socket", f"127.0.0.1:{port}"))
+            try:
+                self.start_and_wait(text, f"http://127.0.0.1:{port}", self.settings.probe_timeout, True)
+                if not wait_workers_accepting(self.version, self.settings.probe_timeout):
+                    raise DeployError("its workers did not all start accepting requests")
+            except DeployError as error:
+                error.tail = log_tail(self.version.log)
+                raise
+
+    def reconfigure(self):
+        with self.report.stage("reconfigure", f"Moving {self.version.name} to its socket"):
+            text = self.vassal_text(("socket", self.version.socket))
+            try:
+                self.start_and_wait(text, "unix:" + self.version.socket, self.settings.ready_timeout, False)
+            except DeployError as error:
+                error.tail = log_tail(self.version.log)
+                raise
+
+    def abandon_candidate(self):
+        """A candidate serves nobody: a short grace, then it is killed (an app
+        stuck importing would ignore a graceful stop)."""
+        remove_vassal(self.settings, self.version, self.settings.drain_timeout,
+                      kill_after=CANDIDATE_GRACE)
+
+    # -- the switch and after: the new version is live -----------------------
+    def switch(self):
+        with self.report.stage("switch", f"Switching {self.app.live_socket} to {self.version.name}"):
+            switch_symlink(self.app.live_socket, self.version.socket)
+            self.switched = True
+
+    def retire(self, previous):
+        if previous is None or previous == self.version:
+            return
+        with self.report.stage("retire", f"Retiring {previous.name}"):
+            if not wait_drained(previous, self.settings.drain_timeout):
+                self.report.warn(f"{previous.name} still busy after {self.settings.drain_timeout:g} s; "
+                                 "stopping it gracefully")
+            if not remove_vassal(self.settings, previous, self.settings.drain_timeout):
+                self.report.warn(f"{previous.name} has not stopped yet; the Emperor will finish it")
+
+    def link(self):
+        with self.report.stage("link", f"Linking {self.app.home_link}"):
+            switch_symlink(self.app.home_link, self.version.workdir)
+            append_deploy_log(self.settings.log_file, self.version, self.how, self.source[2],
+                              time.monotonic() - self.started)
+
+
+def append_deploy_log(path, version, how, commit, seconds):
+    """One line per deploy, in one write(2) on an O_APPEND descriptor, so lines
+    of concurrent deploys never interleave."""
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+    line = f"{version.name} {stamp} commit={commit or '-'} via={how} seconds={seconds:.1f}\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)

@@ -1,0 +1,192 @@
+"""git push deploys: a real Emperor, a real nginx, a real git client."""
+import os
+import stat
+
+
+def deploy_log_lines(server):
+    with open(server.settings.log_file) as stream:
+        return stream.read().splitlines()
+
+
+def test_first_push_goes_live_at_once(server):
+    commit = server.commit_app("v1")
+    rev = commit[:12]
+    result = server.push()
+    assert result.returncode == 0, result.stderr
+    # served through nginx the moment the push returns: no 502 window
+    response = server.get("/")
+    assert (response.status_code, response.text) == (200, "v1")
+    app = server.app("app")
+    assert os.readlink(app.home_link) == f"app-{rev}"
+    assert os.readlink(app.live_socket) == f"app-{rev}.socket"
+    assert os.path.isdir(os.path.join(server.home, f"app-{rev}"))
+    assert not os.path.exists(os.path.join(server.home, f"app-{rev}", ".git"))
+    [line] = deploy_log_lines(server)
+    assert line.startswith(f"app-{rev} ") and f"commit={commit}" in line
+    ini = app.version(rev).vassal_ini
+    assert stat.S_IMODE(os.stat(ini).st_mode) == 0o600
+    assert f"app-{rev} is live" in result.stderr
+    for stage in ("Checking out", "Reading environment", "Expanding uwsgi.ini", "Probing", "Switching"):
+        assert f"-----> {stage}" in result.stderr
+
+
+def test_push_output_names_each_stage_and_duration(server):
+    server.commit_app("v1", extra={"setup": "#!/bin/sh\necho building\n"})
+    result = server.push()
+    assert result.returncode == 0, result.stderr
+    out = result.stderr
+    assert "remote: building" in out                       # live setup output
+    assert "setup done (" in out and "probe done (" in out  # durations
+    last = [line for line in out.splitlines() if line.startswith("remote: ")][-1]
+    assert " is live (" in last and ", setup " in last
+
+
+def test_second_push_moves_traffic_and_retires_old_vassal(server):
+    first = server.commit_app("v1")[:12]
+    assert server.push().returncode == 0
+    second = server.commit_app("v2")[:12]
+    result = server.push()
+    assert result.returncode == 0, result.stderr
+    assert server.get("/").text == "v2"
+    assert server.vassal_inis() == [f"app-{second}.ini"]
+    assert server.emperor_vassals() == [f"app-{second}.ini"]
+    assert f"app-{first}.socket" not in server.run_files(".socket")
+    assert f"app-{first}.stats" not in server.run_files(".stats")
+    assert os.readlink(server.app("app").home_link) == f"app-{second}"
+    assert len(deploy_log_lines(server)) == 2
+
+
+def assert_refused_and_v1_serves(server, result, stage, v1):
+    assert result.returncode != 0
+    assert "pre-receive hook declined" in result.stderr
+    assert f"remote:  !     {stage}: " in result.stderr
+    assert f"app-{v1} is still live" in result.stderr
+    assert server.get("/").text == "v1"
+    assert server.vassal_inis() == [f"app-{v1}.ini"]
+    server.wait_emperor_vassals([f"app-{v1}.ini"])
+    assert server.run_files(".socket") == sorted(["app.socket", f"app-{v1}.socket"])
+    assert os.readlink(server.app("app").home_link) == f"app-{v1}"
+    assert len(deploy_log_lines(server)) == 1
+
+
+def test_failing_setup_refuses_push_and_old_version_serves(server):
+    v1 = server.commit_app("v1")[:12]
+    assert server.push().returncode == 0
+    server.commit_app("v2", extra={"setup": "#!/bin/sh\necho step one\necho broken >&2\nexit 3\n"})
+    result = server.push()
+    assert_refused_and_v1_serves(server, result, "setup", v1)
+    assert "setup: setup exited with status 3" in result.stderr
+    assert "remote:  !       broken" in result.stderr   # the tail of its output
+
+
+def test_ping_500_refuses_push_showing_vassal_log(server):
+    v1 = server.commit_app("v1")[:12]
+    assert server.push().returncode == 0
+    server.commit_app("v2", ping_status=500)
+    result = server.push(extra_env={"DEPLOY_PROBE_TIMEOUT": "2"})
+    assert_refused_and_v1_serves(server, result, "probe", v1)
+    assert "no 200 within 2 s (last: status 500)" in result.stderr
+    assert "GET /ping => generated" in result.stderr     # a vassal log line
+
+
+def test_ping_that_never_answers_refuses_within_timeout(server):
+    v1 = server.commit_app("v1")[:12]
+    assert server.push().returncode == 0
+    hanging = "import time\ntime.sleep(3600)\n"   # the app never finishes importing
+    server.commit_app("v2", extra={"app.py": hanging})
+    result = server.push(extra_env={"DEPLOY_PROBE_TIMEOUT": "3"})
+    assert_refused_and_v1_serves(server, result, "probe", v1)
+    assert "no 200 within 3 s" in result.stderr
+
+
+def test_import_error_refuses_push_showing_traceback(server):
+    v1 = server.commit_app("v1")[:12]
+    assert server.push().returncode == 0
+    server.commit_app("v2", extra={"app.py": "import no_such_module_here\n"})
+    result = server.push(extra_env={"DEPLOY_PROBE_TIMEOUT": "20"})
+    assert_refused_and_v1_serves(server, result, "probe", v1)
+    assert "No module named 'no_such_module_here'" in result.stderr
+
+
+def test_other_branch_is_accepted_and_deploys_nothing(server):
+    server.commit_app("v1")
+    result = server.push(refspec="main:feature")
+    assert result.returncode == 0, result.stderr
+    assert "nothing to deploy" in result.stderr
+    assert server.vassal_inis() == []
+    assert server.git(server.source_repo(), "ls-remote", os.path.join(server.home, "app.git")
+                      ).stdout.strip().endswith("refs/heads/feature")
+
+
+def test_tags_pass_untouched(server):
+    server.commit_app("v1")
+    server.git(server.source_repo(), "tag", "v1.0")
+    result = server.push(refspec="refs/tags/v1.0")
+    assert result.returncode == 0, result.stderr
+    assert server.vassal_inis() == []
+
+
+def test_deleting_the_deploy_branch_is_refused(server):
+    v1 = server.commit_app("v1")[:12]
+    assert server.push().returncode == 0
+    result = server.push(refspec=":main", force=False)
+    assert result.returncode != 0
+    assert "refusing to delete refs/heads/main: it is the deploy branch" in result.stderr
+    assert server.get("/").text == "v1"
+    assert v1
+
+
+def test_deploy_symlink_points_to_the_deploy_files(server):
+    server.commit({"deploy/app.py": "import sys\nsys.exit('wrong app')\n"})
+    commit = server.commit_app("v1", extra={"deploy/environment.sh": "GREETING=from-subdir\n"})
+    # move the app into the sub-directory and link .deploy to it
+    repo = server.source_repo()
+    server.git(repo, "mv", "-f", "app.py", "deploy/app.py")
+    server.git(repo, "mv", "uwsgi.ini", "deploy/uwsgi.ini")
+    os.symlink("deploy", os.path.join(repo, ".deploy"))
+    server.git(repo, "add", "-A")
+    server.git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "deploy dir")
+    result = server.push()
+    assert result.returncode == 0, result.stderr
+    assert server.get("/").text == "v1"
+    assert server.get("/env").json()["GREETING"] == "from-subdir"
+    assert commit
+
+
+def test_env_files_reach_the_app_and_secrets_stay_out_of_output(server):
+    with open(server.settings.env_file, "w") as stream:
+        stream.write("SECRET_KEY='s3cr3t-%(x)-$(y)-@(z)'"[:0] + "SECRET_KEY='s3cr3t-50%-$(y)-@z'\nSHARED=home\n")
+    server.commit_app("v1", extra={
+        "environment.sh": "export SHARED=repo\nREPO_ONLY=\"${SHARED}-r\"\n",
+        "setup": "#!/bin/sh\nenv | grep -c '^GIT_' > git-vars.txt || true\n"})
+    result = server.push()
+    assert result.returncode == 0, result.stderr
+    env = server.get("/env").json()
+    assert env["SECRET_KEY"] == "s3cr3t-50%-$(y)-@z"
+    assert env["SHARED"] == "home"               # ~/environment.sh wins
+    assert env["REPO_ONLY"] == "repo-r"
+    assert not [k for k in env if k.startswith("GIT_")]
+    assert "s3cr3t" not in result.stderr
+    live = os.path.join(server.home, "app")
+    assert open(os.path.join(live, "git-vars.txt")).read().strip() == "0"   # setup saw no GIT_*
+
+
+def test_deploy_version_switches_back_to_an_older_version(server):
+    v1 = server.commit_app("v1")[:12]
+    assert server.push().returncode == 0
+    v2 = server.commit_app("v2")[:12]
+    assert server.push().returncode == 0
+    result = server.tool("deploy-version", os.path.join(server.home, f"app-{v1}"))
+    assert result.returncode == 0, result.stderr
+    assert server.get("/").text == "v1"
+    assert server.vassal_inis() == [f"app-{v1}.ini"]
+    assert os.readlink(server.app("app").home_link) == f"app-{v1}"
+    assert "via=deploy-version" in deploy_log_lines(server)[-1]
+    assert v2
+
+
+def test_deploy_version_of_unknown_directory_is_an_error(server):
+    result = server.tool("deploy-version", os.path.join(server.home, "app-0123456789ab"))
+    assert result.returncode == 1
+    assert result.stderr.startswith("deploy-version: ")
+    assert "no such directory" in result.stderr
