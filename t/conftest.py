@@ -2,11 +2,9 @@
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 import pytest
 
@@ -25,10 +23,7 @@ def world():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from uwsgi_deploy.sandbox import wait_until  # noqa: E402
 
 
 def run_tool(name, *args, **kwargs):
@@ -36,14 +31,6 @@ def run_tool(name, *args, **kwargs):
     kwargs.setdefault("text", True)
     kwargs.setdefault("timeout", 120)
     return subprocess.run([os.path.join(BIN, name), *args], capture_output=True, **kwargs)
-
-
-def wait_until(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 class Uwsgi:

@@ -1,39 +1,16 @@
-"""A whole server in a temporary directory: the deploy account's home, a real
-Emperor started from share/emperor.ini by bin/deploy-emperor, a real nginx
-serving share/nginx-site.conf, bare repos made by bin/deploy-init, and a
+"""The test server: lib's Sandbox (Emperor, nginx, deploy account home) plus a
 developer's repository pushed with a real git client."""
 import os
-import shutil
-import signal
 import subprocess
 import tempfile
 import time
 
 import requests
 
-from conftest import BIN, free_port, wait_until, write
+from conftest import write
+from uwsgi_deploy import sandbox as base
 from uwsgi_deploy.emperor import read_stats
-from uwsgi_deploy.init import render_nginx_site
 from uwsgi_deploy.layout import App
-from uwsgi_deploy.settings import load
-
-NGINX_MAIN = """daemon off;
-master_process on;
-worker_processes 1;
-user root;
-pid {root}/nginx.pid;
-error_log {root}/nginx-error.log;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {root}/tmp/body;
-    proxy_temp_path {root}/tmp/proxy;
-    fastcgi_temp_path {root}/tmp/fastcgi;
-    uwsgi_temp_path {root}/tmp/uwsgi;
-    scgi_temp_path {root}/tmp/scgi;
-    include sites/*.conf;
-}}
-"""
 
 # The app the tests deploy: reports its version and environment, can be slow.
 TEST_APP = '''import json, os, time
@@ -63,73 +40,12 @@ wsgi-file = app.py
 """
 
 
-class Sandbox:
+class Sandbox(base.Sandbox):
     def __init__(self):
-        self.root = tempfile.mkdtemp(prefix="ud-", dir="/tmp")
-        self.home = os.path.join(self.root, "h")
-        os.makedirs(self.home)
-        self.environ = {k: v for k, v in os.environ.items()
-                        if not k.startswith(("DEPLOY_", "GIT_", "UWSGI_"))}
-        self.environ.update(HOME=self.home)
-        self.settings = load(self.environ)
-        self.processes = []
-        self.nginx_port = None
-
-    # -- servers -----------------------------------------------------------
-    def start_emperor(self):
-        process = subprocess.Popen([os.path.join(BIN, "deploy-emperor"), "--", "--logto",
-                                    os.path.join(self.root, "emperor.log")],
-                                   env=self.environ, stdin=subprocess.DEVNULL)
-        self.processes.append((process, signal.SIGINT))
-        self.emperor = process
-        wait_until(lambda: read_stats(self.settings.emperor_stats) is not None, 15, "the Emperor")
-        return process
-
-    def start_nginx(self, apps):
-        prefix = os.path.join(self.root, "nginx")
-        for sub in ("tmp", "sites"):
-            os.makedirs(os.path.join(prefix, sub), exist_ok=True)
-        shutil.copy("/etc/nginx/uwsgi_params", prefix)
-        self.nginx_port = free_port()
-        for name in apps:
-            write(os.path.join(prefix, "sites", name + ".conf"),
-                  render_nginx_site(App(self.settings, name), f"127.0.0.1:{self.nginx_port}"))
-        write(os.path.join(prefix, "nginx.conf"), NGINX_MAIN.format(root=prefix))
-        process = subprocess.Popen(["nginx", "-p", prefix, "-c", os.path.join(prefix, "nginx.conf")],
-                                   stdin=subprocess.DEVNULL)
-        self.processes.append((process, signal.SIGQUIT))
-
-        def listening():
-            try:
-                requests.get(self.url("/"), timeout=1)
-                return True
-            except requests.ConnectionError:
-                assert process.poll() is None, open(os.path.join(prefix, "nginx-error.log")).read()
-                return False
-        wait_until(listening, 15, "nginx")
-
-    def url(self, path="/"):
-        return f"http://127.0.0.1:{self.nginx_port}{path}"
+        super().__init__(tempfile.mkdtemp(prefix="ud-", dir="/tmp"))
 
     def get(self, path="/", **kwargs):
         return requests.get(self.url(path), timeout=kwargs.pop("timeout", 10), **kwargs)
-
-    def stop(self):
-        for process, sig in reversed(self.processes):
-            if process.poll() is None:
-                process.send_signal(sig)
-        for process, _ in self.processes:
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    # -- tools and git -----------------------------------------------------
-    def tool(self, name, *args, env=None, timeout=120):
-        return subprocess.run([os.path.join(BIN, name), *args], capture_output=True, text=True,
-                              env=dict(self.environ, **(env or {})), timeout=timeout)
 
     def deploy_init(self, app):
         result = self.tool("deploy-init", app)
@@ -139,6 +55,7 @@ class Sandbox:
     def app(self, name):
         return App(self.settings, name)
 
+    # -- the developer's side ----------------------------------------------
     def source_repo(self, name="src"):
         path = os.path.join(self.root, name)
         if not os.path.isdir(path):
@@ -153,8 +70,7 @@ class Sandbox:
             if text is None:
                 os.unlink(path)
                 continue
-            mode = 0o755 if name.endswith("setup") else None
-            write(path, text, mode)
+            write(path, text, 0o755 if name.endswith("setup") else None)
         self.git(repo, "add", "-A")
         self.git(repo, "-c", "user.name=t", "-c", "user.email=t@t",
                  "commit", "-q", "--allow-empty", "-m", message)
@@ -189,8 +105,8 @@ class Sandbox:
         return sorted(v["id"] for v in (read_stats(self.settings.emperor_stats) or {}).get("vassals", []))
 
     def wait_emperor_vassals(self, expected, timeout=15):
-        wait_until(lambda: self.emperor_vassals() == sorted(expected), timeout,
-                   f"Emperor vassals {expected} (have {self.emperor_vassals()})")
+        base.wait_until(lambda: self.emperor_vassals() == sorted(expected), timeout,
+                        f"Emperor vassals {expected} (have {self.emperor_vassals()})")
 
 
 def wait_file(path, timeout=60):

@@ -3,7 +3,8 @@ import os
 
 import pytest
 
-from conftest import APPS, BIN, free_port, run_tool, write
+from conftest import APPS, BIN, run_tool, write
+from uwsgi_deploy.sandbox import free_port
 
 APP_INI = """[uwsgi]
 plugins = python3

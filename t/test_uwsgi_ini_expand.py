@@ -7,7 +7,8 @@ import pytest
 import requests
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from conftest import APPS, free_port, run_tool, write
+from conftest import APPS, run_tool, write
+from uwsgi_deploy.sandbox import free_port
 from uwsgi_deploy import DeployError
 from uwsgi_deploy.envfile import EnvEntry
 from uwsgi_deploy.uwsgi_ini import escape_value, expand_ini

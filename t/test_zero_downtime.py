@@ -1,0 +1,62 @@
+"""No request lost: continuous traffic through nginx across deploys."""
+import os
+import threading
+import time
+
+from load import LoadLoop
+from sandbox import wait_file
+from uwsgi_deploy.emperor import read_stats
+
+
+def test_three_deploys_under_load_lose_nothing(server):
+    server.commit_app("v1")
+    assert server.push().returncode == 0
+    order = ["v1", "v2", "v3", "v4"]
+    with LoadLoop(server.url("/"), order, clients=4) as load:
+        load.wait_for(50)
+        for version in order[1:]:
+            server.commit_app(version)
+            before = load.total
+            result = server.push()
+            assert result.returncode == 0, result.stderr
+            # the push returns once the new version serves: the very next request sees it
+            assert server.get("/").text == version
+            load.wait_for(before + 50)
+    print("zero-downtime:", load.summary())
+    assert load.errors == {}
+    assert set(load.statuses) == {200}
+    assert load.regressions == []
+    assert all(load.versions[v] > 0 for v in order)
+    assert load.total > 200
+
+
+def test_slow_request_on_old_version_completes(server):
+    v1 = server.commit_app("v1")[:12]
+    assert server.push().returncode == 0
+    v2 = server.commit_app("v2")[:12]
+    gate = os.path.join(server.root, "gate")
+    push_result = {}
+    pusher = threading.Thread(target=lambda: push_result.update(
+        result=server.push(extra_env={"DEPLOY_TEST_PAUSE": f"switch:{gate}"})))
+    pusher.start()
+    wait_file(gate)                     # v2 is ready; the switch is next
+    slow = {}
+    started = time.monotonic()
+    client = threading.Thread(target=lambda: slow.update(response=server.get("/slow", params="3")))
+    client.start()
+    stats_socket = server.app("app").version(v1).stats_socket
+
+    def v1_busy():
+        stats = read_stats(stats_socket) or {}
+        return any(w.get("status") == "busy" for w in stats.get("workers", []))
+    while not v1_busy():
+        assert time.monotonic() - started < 10, "the slow request never reached v1"
+        time.sleep(0.01)
+    os.unlink(gate)                     # let the deploy switch and retire v1
+    pusher.join(60)
+    client.join(60)
+    assert push_result["result"].returncode == 0, push_result["result"].stderr
+    assert (slow["response"].status_code, slow["response"].text) == (200, "v1")
+    assert time.monotonic() - started >= 3
+    assert server.get("/").text == "v2"
+    assert server.vassal_inis() == [f"app-{v2}.ini"]
