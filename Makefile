@@ -14,7 +14,10 @@ TOOLS := $(notdir $(wildcard bin/*))
 MODULES := $(wildcard lib/uwsgi_deploy/*.py)
 SHARE_FILES := $(shell find share -type f 2>/dev/null)
 
-.PHONY: all install uninstall test lint venv clean
+DEMO_DIR ?= /tmp/uwsgi-deploy-demo
+RUN_WITH_LIB = PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHONPATH="$(CURDIR)/lib" $(VENV)/bin/python
+
+.PHONY: all install uninstall test lint venv clean demo demo-stop bench
 
 all: venv
 
@@ -55,8 +58,15 @@ uninstall:
 test: $(VENV)/.installed
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python -m pytest t/
 
+# The example app, pushed into a sandbox Emperor + nginx on a loopback port.
+demo: $(VENV)/.installed
+	$(RUN_WITH_LIB) share/demo.py start $(DEMO_DIR)
+
+demo-stop: $(VENV)/.installed
+	$(RUN_WITH_LIB) share/demo.py stop $(DEMO_DIR)
+
 lint: $(VENV)/.installed
-	$(VENV)/bin/python -m pyflakes lib t $(addprefix bin/,$(TOOLS))
+	$(VENV)/bin/python -m pyflakes lib t share bench $(addprefix bin/,$(TOOLS))
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -62,4 +62,23 @@ make install PREFIX="$home" PYTHON=/usr/bin/python3
 
 # The deploy account writes versions, links and deploy.log into its home.
 install -d -o "$deploy_user" -g "$group" "$home" "$home/vassals" "$home/run" "$home/log"
+
+# Pushes arrive over ssh; git-shell lets the account run git and nothing else.
+git_shell=$(command -v git-shell)
+grep -qx "$git_shell" /etc/shells || echo "$git_shell" >> /etc/shells
+if [ "$(getent passwd "$deploy_user" | cut -d: -f7)" != "$git_shell" ]; then
+    say "setting $deploy_user's login shell to $git_shell"
+    usermod -s "$git_shell" "$deploy_user"
+fi
+
+unit=/etc/systemd/system/uwsgi-deploy-emperor@.service
+install -m 644 share/uwsgi-deploy-emperor.service "$unit"
+if [ -d /run/systemd/system ]; then
+    systemctl daemon-reload
+    systemctl enable --now "uwsgi-deploy-emperor@$deploy_user.service"
+    say "the Emperor runs as uwsgi-deploy-emperor@$deploy_user.service"
+else
+    say "no systemd here: start the Emperor with: runuser -u $deploy_user -- $home/bin/deploy-emperor"
+fi
 say "done: tools in $home/bin, layout in $home/{vassals,run,log}"
+say "next: put your ssh key in $home/.ssh/authorized_keys, then: runuser -u $deploy_user -- $home/bin/deploy-init APP"

@@ -72,8 +72,14 @@ class Sandbox:
         self.nginx_port = None
 
     def _start(self, kind, argv, **kwargs):
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=self.detach,
-                                   **kwargs)
+        if self.detach:   # outlive us without holding our stdout open
+            with open(os.path.join(self.root, kind + ".out"), "ab") as out:
+                kwargs.setdefault("stdout", out)
+                kwargs.setdefault("stderr", out)
+                process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True,
+                                           **kwargs)
+        else:
+            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, **kwargs)
         self.processes.append((kind, process))
         with open(os.path.join(self.root, "pids"), "a") as stream:
             stream.write(f"{kind} {process.pid}\n")

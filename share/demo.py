@@ -1,0 +1,65 @@
+"""make demo: the example app deployed by a real `git push` into a sandbox
+(an Emperor and nginx on a free loopback port); make demo-stop ends it.
+
+    python3 share/demo.py start|stop [DIR]     (default DIR /tmp/uwsgi-deploy-demo)
+"""
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+
+from uwsgi_deploy.paths import share
+from uwsgi_deploy.sandbox import Sandbox, stop_recorded
+
+DEFAULT_DIR = "/tmp/uwsgi-deploy-demo"
+
+
+def step(text):
+    print(f"demo: {text}", flush=True)
+
+
+def git(*args, cwd):
+    subprocess.run(["git", "-c", "user.name=demo", "-c", "user.email=demo@localhost", *args],
+                   cwd=cwd, check=True, stdout=subprocess.DEVNULL)
+
+
+def start(root):
+    if stop_recorded(root):
+        step("stopped the previous demo")
+    shutil.rmtree(root, ignore_errors=True)
+    os.makedirs(root)
+    box = Sandbox(root, detach=True)
+    step(f"starting the Emperor (home {box.home})")
+    box.start_emperor()
+    result = box.tool("deploy-init", "example")
+    if result.returncode != 0:
+        sys.exit(result.stderr)
+    step("starting nginx")
+    box.start_nginx(["example"])
+    source = os.path.join(root, "example-src")
+    shutil.copytree(share("example"), source)
+    git("init", "-q", "-b", "main", cwd=source)
+    git("add", "-A", cwd=source)
+    git("commit", "-q", "-m", "The example app", cwd=source)
+    step(f"git push {box.home}/example.git main")
+    push = subprocess.run(["git", "push", os.path.join(box.home, "example.git"), "main"],
+                          cwd=source, env=box.environ)
+    if push.returncode != 0:
+        sys.exit("demo: the push was refused (see above); make demo-stop cleans up")
+    with urllib.request.urlopen(box.url("/"), timeout=10) as response:
+        page = response.read().decode()
+    step(f"the example app is live at {box.url('/')} and says:\n\n    {page}")
+    step(f"edit {source}, commit, and `git push` again to redeploy; `make demo-stop` ends it")
+
+
+def stop(root):
+    stopped = stop_recorded(root)
+    shutil.rmtree(root, ignore_errors=True)
+    step(f"stopped {len(stopped)} processes, removed {root}" if stopped else "no demo was running")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1] not in ("start", "stop"):
+        sys.exit(__doc__)
+    {"start": start, "stop": stop}[sys.argv[1]](sys.argv[2] if len(sys.argv) > 2 else DEFAULT_DIR)
