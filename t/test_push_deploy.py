@@ -49,7 +49,7 @@ def test_second_push_moves_traffic_and_retires_old_vassal(server):
     assert result.returncode == 0, result.stderr
     assert server.get("/").text == "v2"
     assert server.vassal_inis() == [f"app-{second}.ini"]
-    assert server.emperor_vassals() == [f"app-{second}.ini"]
+    server.wait_emperor_vassals([f"app-{second}.ini"])   # the old one stops gracefully
     assert f"app-{first}.socket" not in server.run_files(".socket")
     assert f"app-{first}.stats" not in server.run_files(".stats")
     assert os.readlink(server.app("app").home_link) == f"app-{second}"

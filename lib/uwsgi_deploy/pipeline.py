@@ -17,8 +17,8 @@ from .lock import DeployLock
 from .probe import wait_for_200
 from .setup_script import make_executable, run_setup
 from .uwsgi_ini import expand_ini
-from .vassal import (died_while_starting, log_tail, remove_vassal, wait_drained,
-                     wait_workers_accepting, write_vassal_ini)
+from .vassal import (died_while_starting, log_tail, remove_vassal, retire_vassal,
+                     wait_drained, wait_workers_accepting, write_vassal_ini)
 
 
 CANDIDATE_GRACE = 2.0   # seconds a failed candidate gets to stop by itself
@@ -273,8 +273,7 @@ class Deploy:
             if not wait_drained(previous, self.settings.drain_timeout):
                 self.report.warn(f"{previous.name} still busy after {self.settings.drain_timeout:g} s; "
                                  "stopping it gracefully")
-            if not remove_vassal(self.settings, previous, self.settings.drain_timeout):
-                self.report.warn(f"{previous.name} has not stopped yet; the Emperor will finish it")
+            retire_vassal(previous)
 
     def link(self):
         with self.report.stage("link", f"Linking {self.app.home_link}"):

@@ -104,6 +104,15 @@ def wait_drained(version, timeout, settle=0.1):
     return False
 
 
+def retire_vassal(version):
+    """Remove a drained vassal: the Emperor stops it gracefully (a request that
+    still runs finishes), and no deploy need wait for that. Its sockets go now:
+    nothing routes to them any more."""
+    remove_if_exists(version.vassal_ini)
+    remove_if_exists(version.socket)
+    remove_if_exists(version.stats_socket)
+
+
 def vassal_pids(settings, version):
     """The vassal's master (from the Emperor) and workers (from its own stats)."""
     pids = []
