@@ -18,7 +18,8 @@ from .probe import wait_for_200
 from .setup_script import make_executable, run_setup
 from .uwsgi_ini import expand_ini
 from .vassal import (died_while_starting, log_tail, remove_vassal, retire_vassal,
-                     wait_drained, wait_workers_accepting, write_vassal_ini)
+                     wait_drained, wait_vassal_gone, wait_workers_accepting,
+                     write_vassal_ini)
 
 
 CANDIDATE_GRACE = 2.0   # seconds a failed candidate gets to stop by itself
@@ -234,6 +235,9 @@ class Deploy:
         with self.report.stage("probe", f"Probing {self.version.name} for {self.settings.ping_path}"):
             for directory in (self.settings.vassals_dir, self.settings.run_dir, self.settings.log_dir):
                 os.makedirs(directory, exist_ok=True)
+            # a retired incarnation of this version may still be finishing requests
+            if not wait_vassal_gone(self.settings, self.version, self.settings.drain_timeout):
+                raise DeployError(f"an earlier {self.version.name} vassal is still stopping")
             remove_if_exists(self.version.log)   # this attempt's log only
             port = free_loopback_port()
             text = self.vassal_text(("http-socket", f"127.0.0.1:{port}"))
