@@ -2,13 +2,13 @@
 retire, link. Each stage is a method; a failure before the switch removes the
 candidate and leaves the live version serving; after the switch nothing is
 refused any more (the new version is live), problems are reported instead."""
-import datetime
 import os
 import socket
 import sys
 import time
 
 from . import DeployError
+from .deploylog import append_entry, known_commit
 from .checkout import clean_environ, deploy_dir, export_tree, inside
 from .emperor import poke
 from .envfile import read_env_files
@@ -107,7 +107,7 @@ class Deploy:
     def run(self):
         holder = f"{self.version.name} ({self.how})"
         with DeployLock(self.app.lock_file, self.settings.lock_timeout, holder, self.report.say):
-            previous = self.app.live_version()
+            previous = self.previous = self.app.live_version()
             if previous == self.version and os.path.exists(self.version.vassal_ini):
                 self.report.line(f"-----> {self.version.name} is already live")
                 return previous
@@ -282,17 +282,6 @@ class Deploy:
     def link(self):
         with self.report.stage("link", f"Linking {self.app.home_link}"):
             switch_symlink(self.app.home_link, self.version.workdir)
-            append_deploy_log(self.settings.log_file, self.version, self.how, self.source[2],
-                              time.monotonic() - self.started)
-
-
-def append_deploy_log(path, version, how, commit, seconds):
-    """One line per deploy, in one write(2) on an O_APPEND descriptor, so lines
-    of concurrent deploys never interleave."""
-    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
-    line = f"{version.name} {stamp} commit={commit or '-'} via={how} seconds={seconds:.1f}\n"
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line.encode())
-    finally:
-        os.close(fd)
+            commit = self.source[2] or known_commit(self.settings.log_file, self.version)
+            append_entry(self.settings.log_file, self.version, commit, self.how,
+                         time.monotonic() - self.started, self.previous)
