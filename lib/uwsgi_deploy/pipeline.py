@@ -95,9 +95,9 @@ class Deploy:
     """Deploy `version` of an app. source is ("git", git_dir, commit) for a push
     or ("dir", None, None) for a version already on disk."""
 
-    def __init__(self, settings, version, how, source, environ=None, reporter=None):
+    def __init__(self, settings, version, how, source, environ=None, reporter=None, run_setup=True):
         self.settings, self.version, self.app = settings, version, version.app
-        self.how, self.source = how, source
+        self.how, self.source, self.run_setup = how, source, run_setup
         self.environ = clean_environ(os.environ if environ is None else environ)
         self.report = reporter or Reporter()
         self.started = time.monotonic()
@@ -199,6 +199,9 @@ class Deploy:
     def setup(self, entries):
         script = self.deploy_file("setup")
         if script is None:
+            return
+        if not self.run_setup:
+            self.report.line("-----> Skipping setup (--no-setup)")
             return
         with self.report.stage("setup", "Running setup"):
             make_executable(script)

@@ -1,18 +1,51 @@
-"""Versions already on disk: deploying one again (rollback)."""
+"""Versions already on disk: choosing one (directory, rev prefix, previous)
+and deploying it again (rollback)."""
 import os
 
 from . import DeployError
-from .layout import version_from_dir
+from .inventory import History, versions_on_disk
+from .layout import App, version_from_dir
 from .pipeline import Deploy
 from .settings import load
 
 
-def deploy_directory(directory, environ=None):
-    environ = os.environ if environ is None else environ
-    settings = load(environ)
+def version_by_prefix(app, prefix):
+    candidates = [v for v in versions_on_disk(app) if v.rev.startswith(prefix.lower())]
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        on_disk = ", ".join(v.name for v in versions_on_disk(app)) or "none"
+        raise DeployError(f"no version of {app.name} matches {prefix!r} (on disk: {on_disk})")
+    raise DeployError(f"{prefix!r} is ambiguous: " + ", ".join(v.name for v in candidates))
+
+
+def previous_version(app):
+    version = History(app).previous_version()
+    if version is None:
+        raise DeployError(f"deploy.log names no version of {app.name} before the live one")
+    if not os.path.isdir(version.workdir):
+        raise DeployError(f"{version.name}, the previous version, is no longer on disk")
+    return version
+
+
+def version_from_directory(settings, directory):
     if not os.path.isdir(directory):
         raise DeployError(f"{directory}: no such directory")
     version = version_from_dir(settings, directory)
     if os.path.realpath(directory) != os.path.realpath(version.workdir):
         raise DeployError(f"{directory}: versions live in {settings.home} (DEPLOY_HOME)")
-    Deploy(settings, version, "deploy-version", ("dir", None, None), environ).run()
+    return version
+
+
+def deploy_version(target, prefix=None, previous=False, run_setup=True, environ=None):
+    """deploy-version: TARGET is a directory, or an app with a rev prefix, or
+    (with previous) an app whose previous version is deployed."""
+    environ = os.environ if environ is None else environ
+    settings = load(environ)
+    if previous:
+        version, how = previous_version(App(settings, target)), "rollback"
+    elif prefix is not None:
+        version, how = version_by_prefix(App(settings, target), prefix), "deploy-version"
+    else:
+        version, how = version_from_directory(settings, target), "deploy-version"
+    Deploy(settings, version, how, ("dir", None, None), environ, run_setup=run_setup).run()
