@@ -43,6 +43,9 @@ wsgi-file = app.py
 class Sandbox(base.Sandbox):
     def __init__(self):
         super().__init__(tempfile.mkdtemp(prefix="ud-", dir="/tmp"))
+        # a short post-switch watch keeps every test on that code path; the
+        # watch tests set their own
+        self.environ["DEPLOY_WATCH"] = "0.3"
 
     def get(self, path="/", **kwargs):
         return requests.get(self.url(path), timeout=kwargs.pop("timeout", 10), **kwargs)

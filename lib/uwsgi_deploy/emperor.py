@@ -3,18 +3,23 @@ import json
 import os
 import shutil
 import socket
+import sys
 
 from . import DeployError
 from .paths import share
 
 
-def emperor_command(settings, extra_args=()):
-    """argv and environment that run the Emperor for these settings."""
+def prepare_emperor(settings, extra_args=()):
+    """Make the layout's directories, sweep what dead deploys left (so the Emperor
+    starts no stale candidate), and return the argv and environment that run
+    the Emperor for these settings."""
     uwsgi = shutil.which("uwsgi")
     if not uwsgi:
         raise DeployError("uwsgi not found on PATH (install uwsgi-core and uwsgi-plugin-python3)")
     for directory in (settings.vassals_dir, settings.run_dir, settings.log_dir):
         os.makedirs(directory, exist_ok=True)
+    from .recovery import sweep_all   # recovery needs vassal, which needs this module
+    sweep_all(settings, lambda text: print(f"deploy-emperor: {text}", file=sys.stderr))
     environ = dict(os.environ,
                    DEPLOY_VASSALS_DIR=settings.vassals_dir,
                    DEPLOY_EMPEROR_STATS=settings.emperor_stats)

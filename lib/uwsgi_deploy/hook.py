@@ -3,14 +3,14 @@ through, refuse deleting the deploy branch."""
 import os
 
 from . import DeployError
-from .checkout import ZERO_COMMIT, deploy_branch_ref
+from .checkout import ZERO_COMMIT, deploy_branch_ref, git
 from .layout import app_from_repo_dir
 from .pipeline import Deploy, Reporter
 from .settings import load
 
 
 def commit_to_deploy(lines, deploy_ref):
-    """The new commit of deploy_ref among git's `old new ref` lines, or None."""
+    """(old, new) commits of deploy_ref among git's `old new ref` lines, or None."""
     target = None
     for line in lines:
         parts = line.split()
@@ -21,8 +21,24 @@ def commit_to_deploy(lines, deploy_ref):
             continue
         if new == ZERO_COMMIT:
             raise DeployError(f"refusing to delete {ref}: it is the deploy branch")
-        target = new
+        target = (_old, new)
     return target
+
+
+def ref_value(git_dir, ref):
+    return git(git_dir, "for-each-ref", "--format=%(objectname)", ref) or ZERO_COMMIT
+
+
+def ref_unchanged(git_dir, ref, old):
+    """Raise if ref no longer is at old: another push updated it while this one
+    waited for the deploy lock, and git would refuse to update it after we
+    deployed (the live version and the branch would disagree)."""
+    def check():
+        current = ref_value(git_dir, ref)
+        if current != old:
+            raise DeployError(f"{ref} moved to {current[:12]} while this push waited "
+                              "(another push deployed it); fetch, then push again")
+    return check
 
 
 def pre_receive(lines, environ):
@@ -30,9 +46,12 @@ def pre_receive(lines, environ):
     settings = load(environ)
     app = app_from_repo_dir(settings, git_dir)
     deploy_ref = deploy_branch_ref(git_dir, settings.branch)
-    commit = commit_to_deploy(lines, deploy_ref)
+    update = commit_to_deploy(lines, deploy_ref)
     report = Reporter()
-    if commit is None:
+    if update is None:
         report.line(f"-----> nothing to deploy: {deploy_ref} was not pushed")
         return
-    Deploy(settings, app.version(commit), "push", ("git", git_dir, commit), environ, report).run()
+    old, commit = update
+    Deploy(settings, app.version(commit), "push", ("git", git_dir, commit), environ, report,
+           precondition=ref_unchanged(git_dir, deploy_ref, old),
+           hold_lock_until=lambda: ref_value(git_dir, deploy_ref) != old).run()

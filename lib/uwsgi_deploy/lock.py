@@ -39,6 +39,29 @@ class DeployLock:
         os.pwrite(self.fd, f"{self.holder}, pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
         return self
 
+    def keep_until(self, done, timeout):
+        """Hold the lock past this process's exit, in a child, until done()
+        (or timeout seconds). A pre-receive hook needs this: git updates the
+        branch only after the hook exits, and a push waiting for the lock must
+        not start before that, or it would deploy over a branch that moves."""
+        if os.fork() != 0:
+            return
+        try:   # the keeper: no stdio (git waits for the hook's output to close)
+            os.setsid()
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                try:
+                    if done():
+                        break
+                except Exception:
+                    break
+                time.sleep(0.02)
+        finally:
+            os._exit(0)
+
     def current_holder(self):
         try:
             with open(self.path) as stream:

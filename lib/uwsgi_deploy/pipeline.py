@@ -2,7 +2,9 @@
 retire, link. Each stage is a method; a failure before the switch removes the
 candidate and leaves the live version serving; after the switch nothing is
 refused any more (the new version is live), problems are reported instead."""
+import contextlib
 import os
+import signal
 import socket
 import sys
 import time
@@ -14,15 +16,20 @@ from .emperor import poke
 from .envfile import read_env_files
 from .links import remove_if_exists, switch_symlink
 from .lock import DeployLock
-from .probe import wait_for_200
+from .probe import probe_once, wait_for_200
+from .recovery import sweep_app
 from .setup_script import make_executable, run_setup
 from .uwsgi_ini import expand_ini
-from .vassal import (died_while_starting, log_tail, remove_vassal, retire_vassal,
+from .vassal import (describe_change, died_while_starting, fingerprint, log_tail,
+                     remove_vassal, retire_vassal,
                      wait_drained, wait_vassal_gone, wait_workers_accepting,
                      write_vassal_ini)
 
 
 CANDIDATE_GRACE = 2.0   # seconds a failed candidate gets to stop by itself
+WATCH_INTERVAL = 0.1    # seconds between looks at a version just switched in
+LOCK_HANDOVER_TIMEOUT = 30   # seconds the lock waits for git to update the branch
+INTERRUPTS = (signal.SIGHUP, signal.SIGPIPE, signal.SIGINT, signal.SIGTERM)
 
 
 class StageFailed(DeployError):
@@ -39,10 +46,21 @@ class Reporter:
     def __init__(self, stream=None):
         self.stream = stream or sys.stderr
         self.durations = {}
+        self.client_gone = False
 
     def line(self, text):
-        self.stream.write(text + "\n")
-        self.stream.flush()
+        """Write a line; if the pusher has gone away, the deploy carries on."""
+        if self.client_gone:
+            return
+        try:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+        except OSError:     # EPIPE: the client disconnected
+            self.client_gone = True
+
+    def binary_stream(self):
+        """Where setup's raw output goes (the pusher), or None once gone."""
+        return None if self.client_gone else getattr(self.stream, "buffer", self.stream)
 
     def stage(self, name, title):
         return _Stage(self, name, title)
@@ -61,7 +79,8 @@ def test_pause(stage):
     wanted, _, gate = os.environ.get("DEPLOY_TEST_PAUSE", "").partition(":")
     if wanted != stage or not gate:
         return
-    open(gate, "w").close()
+    with open(gate, "w") as stream:
+        stream.write(str(os.getpid()))   # so the test can kill this deploy
     deadline = time.monotonic() + 60
     while os.path.exists(gate) and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -95,23 +114,47 @@ class Deploy:
     """Deploy `version` of an app. source is ("git", git_dir, commit) for a push
     or ("dir", None, None) for a version already on disk."""
 
-    def __init__(self, settings, version, how, source, environ=None, reporter=None, run_setup=True):
+    def __init__(self, settings, version, how, source, environ=None, reporter=None, run_setup=True,
+                 precondition=None, hold_lock_until=None):
         self.settings, self.version, self.app = settings, version, version.app
         self.how, self.source, self.run_setup = how, source, run_setup
+        self.precondition = precondition   # checked once the lock is held
+        self.hold_lock_until = hold_lock_until   # after success, the lock outlives us until this
         self.environ = clean_environ(os.environ if environ is None else environ)
         self.report = reporter or Reporter()
         self.started = time.monotonic()
-        self.switched = False
+        self.switched = self.abandoning = False
 
     # -- the whole run -------------------------------------------------------
     def run(self):
+        with self.interruptible():
+            return self._run()
+
+    @contextlib.contextmanager
+    def interruptible(self):
+        """A lost client (SIGPIPE, SIGHUP) or SIGINT/SIGTERM before the switch
+        abandons the candidate like any failure; after the switch the new
+        version is live, so the deploy finishes instead."""
+        def interrupted(signum, frame):
+            if not self.switched and not self.abandoning:
+                raise StageFailed("deploy", f"interrupted by {signal.Signals(signum).name}")
+        saved = {sig: signal.signal(sig, interrupted) for sig in INTERRUPTS}
+        try:
+            yield
+        finally:
+            for sig, handler in saved.items():
+                signal.signal(sig, handler)
+
+    def _run(self):
         holder = f"{self.version.name} ({self.how})"
-        with DeployLock(self.app.lock_file, self.settings.lock_timeout, holder, self.report.say):
+        with DeployLock(self.app.lock_file, self.settings.lock_timeout, holder, self.report.say) as lock:
+            if self.precondition:
+                self.precondition()
             previous = self.previous = self.app.live_version()
             if previous == self.version and os.path.exists(self.version.vassal_ini):
                 self.report.line(f"-----> {self.version.name} is already live")
                 return previous
-            self.sweep_leftovers(previous)
+            sweep_app(self.settings, self.app, self.report.say)
             try:
                 self.checkout()
                 self.find_deploy_files()
@@ -121,12 +164,21 @@ class Deploy:
                 self.probe()
                 self.reconfigure()
             except DeployError as error:
+                self.abandoning = True
                 self.abandon_candidate()
                 self.refuse(error, previous)
                 raise
             self.switch()
+            try:
+                self.watch()
+            except DeployError as error:
+                self.switch_back(previous)
+                self.refuse(error, previous)
+                raise
             self.retire(previous)
             self.link()
+            if self.hold_lock_until:
+                lock.keep_until(self.hold_lock_until, LOCK_HANDOVER_TIMEOUT)
         self.report.line(self.summary())
         return previous
 
@@ -149,21 +201,6 @@ class Deploy:
         return f"-----> {self.version.name} is live ({total:.1f} s{extra})"
 
     # -- before the switch: any failure leaves the live version alone --------
-    def sweep_leftovers(self, live):
-        """What an interrupted deploy of this app left: vassals of versions that
-        are not live, half-written inis and checkouts."""
-        vassals = self.settings.vassals_dir
-        for name in sorted(os.listdir(vassals)) if os.path.isdir(vassals) else []:
-            base = name[1:-len(".ini.tmp")] if name.startswith(".") and name.endswith(".ini.tmp") else None
-            if base and self.app.version_from_name(base):
-                remove_if_exists(os.path.join(vassals, name))
-            elif name.endswith(".ini"):
-                stale = self.app.version_from_name(name[:-4])
-                if stale and stale != live:
-                    self.report.say(f"removing {stale.name}, left by an interrupted deploy")
-                    wait_drained(stale, self.settings.drain_timeout)
-                    remove_vassal(self.settings, stale, self.settings.drain_timeout)
-
     def checkout(self):
         kind, git_dir, commit = self.source
         if kind != "git":
@@ -207,7 +244,7 @@ class Deploy:
             make_executable(script)
             environ = dict(self.environ, **{name: e.value for name, e in entries.items()})
             run_setup(script, self.deploy_dir, environ, self.settings.setup_timeout,
-                      getattr(self.report.stream, "buffer", self.report.stream))
+                      self.report.binary_stream)
 
     def expand(self, entries):
         with self.report.stage("expand", "Expanding uwsgi.ini"):
@@ -257,6 +294,9 @@ class Deploy:
             text = self.vassal_text(("socket", self.version.socket))
             try:
                 self.start_and_wait(text, "unix:" + self.version.socket, self.settings.ready_timeout, False)
+                # the first answer can come while the reload still spawns workers
+                if not wait_workers_accepting(self.version, self.settings.ready_timeout):
+                    raise DeployError("its workers did not all start accepting requests")
             except DeployError as error:
                 error.tail = log_tail(self.version.log)
                 raise
@@ -273,6 +313,36 @@ class Deploy:
             switch_symlink(self.app.live_socket, self.version.socket)
             self.switched = True
 
+    def watch(self):
+        """Keep an eye on the new version for a while after the switch, the old
+        one still running: /ping must keep answering 200 on the live socket,
+        and no worker or the vassal itself may die and be respawned."""
+        if self.settings.watch <= 0:
+            return
+        with self.report.stage("watch", f"Watching {self.version.name} for {self.settings.watch:g} s"):
+            before = fingerprint(self.settings, self.version)
+            deadline = time.monotonic() + self.settings.watch
+            while time.monotonic() < deadline:
+                result = probe_once("unix:" + self.version.socket, self.settings.ping_path,
+                                    timeout=max(0.1, min(2.0, deadline - time.monotonic())))
+                now = fingerprint(self.settings, self.version)
+                if now != before:
+                    raise DeployError(describe_change(before, now))
+                if not result.ok:
+                    raise DeployError(f"GET {self.settings.ping_path} answered {result.seen} after going live")
+                time.sleep(WATCH_INTERVAL)
+
+    def switch_back(self, previous):
+        """The watch failed: traffic goes back to the previous version (or, on a
+        first deploy, nowhere, as before), and the new vassal is removed."""
+        self.abandoning = True
+        if previous is not None:
+            switch_symlink(self.app.live_socket, previous.socket)
+            self.report.warn(f"switched back to {previous.name}")
+        else:
+            remove_if_exists(self.app.live_socket)
+        self.abandon_candidate()
+
     def retire(self, previous):
         if previous is None or previous == self.version:
             return
@@ -285,6 +355,7 @@ class Deploy:
     def link(self):
         with self.report.stage("link", f"Linking {self.app.home_link}"):
             switch_symlink(self.app.home_link, self.version.workdir)
+            test_pause("log")
             commit = self.source[2] or known_commit(self.settings.log_file, self.version)
             append_entry(self.settings.log_file, self.version, commit, self.how,
                          time.monotonic() - self.started, self.previous)

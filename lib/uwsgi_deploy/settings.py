@@ -41,6 +41,8 @@ SETTINGS = (
     Setting("ready_timeout", "30", float, "seconds for the unix socket to answer after reconfigure"),
     Setting("setup_timeout", "1800", float, "seconds the setup script may run"),
     Setting("drain_timeout", "30", float, "seconds to let the old version finish its requests"),
+    Setting("watch", "3", float,
+            "seconds the new version is watched after the switch, the old one kept ready (0: off)"),
     Setting("lock_timeout", "600", float, "seconds a deploy waits for another deploy of the app"),
     Setting("keep", "4", int, "versions deploy-cleanup keeps by default"),
 )

@@ -1,5 +1,6 @@
 """Running the app's `setup` script: live output, bounded time, flat memory."""
 import collections
+import ctypes
 import os
 import select
 import signal
@@ -10,6 +11,7 @@ import time
 from . import DeployError
 
 TAIL_LINES = 20
+PR_SET_PDEATHSIG = 1
 
 
 def make_executable(path):
@@ -19,15 +21,25 @@ def make_executable(path):
         os.chmod(path, mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
 
+def _die_with_parent():
+    """In the child: get SIGKILL when the deploy dies (Linux prctl), so a
+    killed deploy leaves no setup running."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
 def run_setup(script, cwd, environ, timeout, output):
-    """Run script in cwd, copying its output (stdout and stderr) to the binary
-    stream `output` as it comes. Returns the last lines; raises DeployError
+    """Run script in cwd, copying its output (stdout and stderr) as it comes to
+    the binary stream output() returns (None: the pusher is gone, drop it). Returns the last lines; raises DeployError
     (with .tail) on a non-zero exit or after timeout seconds."""
     tail = collections.deque(maxlen=TAIL_LINES)
     partial = b""
     process = subprocess.Popen([script], cwd=cwd, env=environ, stdin=subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+                               start_new_session=True, preexec_fn=_die_with_parent)
     deadline = time.monotonic() + timeout
     try:
         while True:
@@ -46,8 +58,13 @@ def run_setup(script, cwd, environ, timeout, output):
             chunk = os.read(process.stdout.fileno(), 65536)
             if not chunk:
                 break
-            output.write(chunk)
-            output.flush()
+            stream = output()
+            if stream is not None:
+                try:
+                    stream.write(chunk)
+                    stream.flush()
+                except OSError:   # the pusher went away; setup goes on
+                    pass
             lines = (partial + chunk).split(b"\n")
             partial = lines.pop()[-4096:]
             tail.extend(line[-4096:].decode("utf-8", "replace") for line in lines)

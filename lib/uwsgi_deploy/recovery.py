@@ -1,0 +1,75 @@
+"""Cleaning up after a deploy that died (SIGKILL, a lost client, a crash).
+
+A deploy only ever adds: a hidden checkout, a hidden ini, a candidate vassal,
+a temporary symlink. Until the switch none of them is live; after it, the old
+vassal is merely not retired yet. So whatever a dead deploy left, removing
+every vassal that is not live (and the hidden files) restores the layout.
+The next deploy of the app does it under the app's lock, and deploy-emperor
+does it for every app before the Emperor starts, so a restarted Emperor never
+resurrects a stale candidate."""
+import os
+import shutil
+
+from . import DeployError
+from .inventory import apps_on_disk
+from .layout import App
+from .links import remove_if_exists
+from .lock import DeployLock
+from .vassal import remove_vassal, wait_drained
+
+
+def _hidden_base(name, prefix_dot=True):
+    """APP-<rev> from .APP-<rev>.ini.tmp or .APP-<rev>.tmp-PID[.tar]."""
+    if prefix_dot and not name.startswith("."):
+        return None
+    name = name[1:]
+    for marker in (".ini.tmp", ".tmp-"):
+        if marker in name:
+            return name.split(marker, 1)[0]
+    return None
+
+
+def sweep_app(settings, app, say=None, emperor_running=True):
+    """Remove what interrupted deploys of app left. The caller holds app's lock."""
+    live = app.live_version()
+    say = say or (lambda text: None)
+    vassals = settings.vassals_dir
+    for name in sorted(os.listdir(vassals)) if os.path.isdir(vassals) else []:
+        path = os.path.join(vassals, name)
+        if app.version_from_name(_hidden_base(name) or ""):
+            remove_if_exists(path)
+        elif name.endswith(".ini"):
+            stale = app.version_from_name(name[:-4])
+            if stale and stale != live:
+                say(f"removing {stale.name}, left by an interrupted deploy")
+                if emperor_running:
+                    wait_drained(stale, settings.drain_timeout)
+                    remove_vassal(settings, stale, settings.drain_timeout, kill_after=settings.drain_timeout)
+                else:
+                    remove_if_exists(path)
+    for name in sorted(os.listdir(settings.home)):
+        path = os.path.join(settings.home, name)
+        if app.version_from_name(_hidden_base(name) or ""):          # half checkouts
+            shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else remove_if_exists(path)
+        elif name.startswith(app.name + ".") and name.endswith(".new"):   # ~/APP.<pid>.new
+            remove_if_exists(path)
+    if os.path.isdir(settings.run_dir):
+        for name in sorted(os.listdir(settings.run_dir)):
+            if name.startswith(app.name + ".socket.") and name.endswith(".new"):
+                remove_if_exists(os.path.join(settings.run_dir, name))
+            for suffix in (".socket", ".stats"):
+                version = app.version_from_name(name[:-len(suffix)]) if name.endswith(suffix) else None
+                # a killed vassal cannot vacuum: its sockets stay behind
+                if version and version != live and not os.path.exists(version.vassal_ini):
+                    remove_if_exists(os.path.join(settings.run_dir, name))
+
+
+def sweep_all(settings, say=None):
+    """sweep_app for every app not being deployed right now (Emperor stopped)."""
+    for name in apps_on_disk(settings):
+        app = App(settings, name)
+        try:
+            with DeployLock(app.lock_file, 0, "deploy-emperor (start-up sweep)"):
+                sweep_app(settings, app, say, emperor_running=False)
+        except DeployError:
+            continue   # a deploy holds the lock: it sweeps for itself

@@ -1,0 +1,257 @@
+"""Faults: a second deploy at once, a deploy killed at every stage, a lost
+client, a version that dies right after the switch, an Emperor restart."""
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from load import LoadLoop
+from sandbox import wait_file
+from uwsgi_deploy.lock import DeployLock
+
+
+def start_push(server, gate_stage=None, gate=None, app="app", repo=None, env=None):
+    """git push in the background; with gate_stage, the deploy pauses there."""
+    extra = dict(env or {})
+    if gate_stage:
+        extra["DEPLOY_TEST_PAUSE"] = f"{gate_stage}:{gate}"
+    return subprocess.Popen(["git", "-C", repo or server.source_repo(), "push", "--force",
+                             os.path.join(server.home, app + ".git"), "main"],
+                            env=dict(server.environ, **extra), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def paused_pid(gate):
+    wait_file(gate)
+    deadline = time.monotonic() + 5
+    while True:
+        text = open(gate).read()
+        if text:
+            return int(text)
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def assert_clean_layout(server, live_rev):
+    """Exactly the live version's vassal, sockets and links; nothing hidden left."""
+    assert server.vassal_inis() == [f"app-{live_rev}.ini"]
+    server.wait_emperor_vassals([f"app-{live_rev}.ini"])
+    assert os.listdir(server.settings.vassals_dir) == [f"app-{live_rev}.ini"]
+    run = sorted(n for n in os.listdir(server.settings.run_dir) if n.startswith("app"))
+    assert run == sorted(["app.socket", "app.lock", f"app-{live_rev}.socket", f"app-{live_rev}.stats"])
+    hidden = [n for n in os.listdir(server.home) if n.startswith(".app") or n.endswith(".new")]
+    assert hidden == []
+    assert os.readlink(server.app("app").live_socket) == f"app-{live_rev}.socket"
+    assert os.readlink(server.app("app").home_link) == f"app-{live_rev}"
+
+
+# -- one deploy per app at a time ---------------------------------------------
+
+def test_second_push_of_same_app_waits_for_the_first(server):
+    server.commit_app("v1")
+    assert server.push().returncode == 0
+    gate = os.path.join(server.root, "gate")
+    server.commit_app("v2")
+    first = start_push(server, "probe", gate)
+    paused_pid(gate)
+    other = server.source_repo("src2")
+    server.git(other, "pull", "-q", server.source_repo(), "main")
+    server.commit_app("v3", repo=other)
+    second = start_push(server, repo=other)
+    time.sleep(1)                       # the second push is now waiting on the lock
+    assert second.poll() is None
+    os.unlink(gate)
+    first_out = first.communicate(timeout=120)[0]
+    second_out = second.communicate(timeout=120)[0]
+    assert first.returncode == 0, first_out
+    assert "waiting for another deploy to finish (app-" in second_out
+    # the branch moved while it waited: git would refuse to update it after
+    # the deploy, so the deploy is refused before it starts
+    assert second.returncode != 0
+    assert "refs/heads/main moved to " in second_out and "fetch, then push again" in second_out
+    assert server.get("/").text == "v2"
+    server.git(other, "pull", "-q", "--rebase", os.path.join(server.home, "app.git"), "main")
+    v3 = server.git(other, "rev-parse", "HEAD").stdout[:12]
+    result = server.push(repo=other, force=False)
+    assert result.returncode == 0, result.stderr
+    assert server.get("/").text == "v3"
+    assert_clean_layout(server, v3)
+
+
+def test_lock_wait_is_bounded_and_names_the_holder(server):
+    server.commit_app("v1")
+    app = server.app("app")
+    with DeployLock(app.lock_file, 1, "app-0123456789ab (push)"):
+        result = server.push(extra_env={"DEPLOY_LOCK_TIMEOUT": "1"})
+    assert result.returncode != 0
+    assert "another deploy holds" in result.stderr and "app-0123456789ab (push), pid" in result.stderr
+    assert server.vassal_inis() == []
+
+
+def test_two_apps_deploy_in_parallel(server):
+    server.deploy_init("other")
+    server.commit_app("v1")
+    gate = os.path.join(server.root, "gate")
+    paused = start_push(server, "probe", gate)
+    paused_pid(gate)
+    other_repo = server.source_repo("src-other")
+    server.commit_app("o1", repo=other_repo)
+    result = server.push(app="other", repo=other_repo)   # app's lock is held meanwhile
+    assert result.returncode == 0, result.stderr
+    os.unlink(gate)
+    assert paused.wait(120) == 0
+
+
+# -- a deploy killed at each stage ---------------------------------------------
+
+STAGES = ["checkout", "setup", "probe", "reconfigure", "switch", "retire", "link", "log"]
+AFTER_SWITCH = {"retire", "link", "log"}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_deploy_killed_at_stage_keeps_serving_and_next_deploy_cleans_up(server, stage):
+    v1 = server.commit_app("v1", extra={"setup": "#!/bin/sh\n:\n"})[:12]
+    assert server.push().returncode == 0
+    v2 = server.commit_app("v2")[:12]
+    gate = os.path.join(server.root, "gate")
+    with LoadLoop(server.url("/"), ["v1", "v2", "v3"], clients=4) as load:
+        load.wait_for(30)
+        push = start_push(server, stage, gate)
+        os.kill(paused_pid(gate), signal.SIGKILL)
+        out = push.communicate(timeout=60)[0]
+        assert push.returncode != 0, out          # the hook died: git refuses the push
+        live = v2 if stage in AFTER_SWITCH else v1
+        assert os.readlink(server.app("app").live_socket) == f"app-{live}.socket"
+        load.wait_for(load.total + 30)
+        assert server.get("/").text == ("v2" if stage in AFTER_SWITCH else "v1")
+        v3 = server.commit_app("v3")[:12]
+        result = server.push()
+        assert result.returncode == 0, result.stderr
+        load.wait_for(load.total + 30)
+    print(f"killed at {stage}:", load.summary())
+    assert load.errors == {} and set(load.statuses) == {200}
+    assert server.get("/").text == "v3"
+    assert_clean_layout(server, v3)
+
+
+def test_deploy_killed_while_setup_runs_leaves_no_setup_behind(server):
+    server.commit_app("v1")
+    assert server.push().returncode == 0
+    marker = os.path.join(server.root, "setup-pid")
+    server.commit_app("v2", extra={"setup": f"#!/bin/sh\necho $$ > {marker}.tmp\n"
+                                            f"echo $PPID > {marker}.hook\nmv {marker}.tmp {marker}\n"
+                                            "exec sleep 60\n"})
+    push = start_push(server)
+    wait_file(marker)
+    setup_pid = int(open(marker).read())
+    os.kill(int(open(marker + ".hook").read()), signal.SIGKILL)
+    push.communicate(timeout=60)
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{setup_pid}") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    state = open(f"/proc/{setup_pid}/stat").read().split(") ")[1][0] if os.path.exists(f"/proc/{setup_pid}") else "gone"
+    assert state in ("gone", "Z"), "setup kept running after its deploy was killed"
+    assert server.get("/").text == "v1"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGPIPE])
+def test_client_lost_before_switch_abandons_candidate(server, sig):
+    v1 = server.commit_app("v1")[:12]
+    assert server.push().returncode == 0
+    server.commit_app("v2")
+    gate = os.path.join(server.root, "gate")
+    push = start_push(server, "probe", gate)
+    pid = paused_pid(gate)
+    os.kill(pid, sig)
+    os.unlink(gate)
+    out = push.communicate(timeout=60)[0]
+    assert push.returncode != 0
+    assert f"interrupted by {sig.name}" in out
+    assert server.get("/").text == "v1"
+    assert server.vassal_inis() == [f"app-{v1}.ini"]
+
+
+def test_client_lost_after_switch_still_finishes(server):
+    server.commit_app("v1")
+    assert server.push().returncode == 0
+    v2 = server.commit_app("v2")[:12]
+    gate = os.path.join(server.root, "gate")
+    push = start_push(server, "retire", gate)
+    os.kill(paused_pid(gate), signal.SIGHUP)
+    os.unlink(gate)
+    push.communicate(timeout=60)
+    assert server.get("/").text == "v2"
+    assert_clean_layout(server, v2)
+    with open(server.settings.log_file) as stream:
+        assert stream.read().splitlines()[-1].startswith(f"app-{v2} ")
+
+
+# -- the post-switch watch ---------------------------------------------------------
+
+CRASHING_APP = '''import os, threading
+from app_base import application as base
+armed = False
+
+
+def application(environ, start_response):
+    global armed
+    if not armed:               # this worker dies 1 s after its first request
+        armed = True
+        threading.Timer(1.0, os._exit, (3,)).start()
+    return base(environ, start_response)
+'''
+
+
+def test_version_crashing_after_switch_is_rolled_back(server):
+    v1 = server.commit_app("v1")[:12]
+    assert server.push().returncode == 0
+    base = server.commit_app("v2") and open(os.path.join(server.source_repo(), "app.py")).read()
+    v2 = server.commit({"app_base.py": base, "app.py": CRASHING_APP,
+                        "uwsgi.ini": "[uwsgi]\nmaster = true\nprocesses = 2\nenable-threads = true\n"
+                                     "wsgi-file = app.py\n"})[:12]
+    result = server.push(extra_env={"DEPLOY_WATCH": "4"})
+    assert result.returncode != 0
+    assert "remote:  !     watch: worker" in result.stderr and "crashed" in result.stderr
+    assert f"switched back to app-{v1}" in result.stderr
+    assert server.get("/").text == "v1"
+    assert os.readlink(server.app("app").live_socket) == f"app-{v1}.socket"
+    server.wait_emperor_vassals([f"app-{v1}.ini"])
+    assert server.vassal_inis() == [f"app-{v1}.ini"]
+    assert not any(line.startswith(f"app-{v2}") for line in open(server.settings.log_file))
+
+
+def test_watch_passes_a_healthy_version(server):
+    server.commit_app("v1")
+    assert server.push().returncode == 0
+    server.commit_app("v2")
+    result = server.push(extra_env={"DEPLOY_WATCH": "1.5"})
+    assert result.returncode == 0, result.stderr
+    assert "watch done (1." in result.stderr
+    assert server.get("/").text == "v2"
+
+
+# -- the Emperor restarted ---------------------------------------------------------
+
+def test_emperor_restart_brings_back_one_vassal_per_app_and_no_candidate(server):
+    v1 = server.commit_app("v1")[:12]
+    assert server.push().returncode == 0
+    server.commit_app("v2")
+    gate = os.path.join(server.root, "gate")
+    push = start_push(server, "reconfigure", gate)
+    os.kill(paused_pid(gate), signal.SIGKILL)        # leaves the candidate's ini behind
+    push.communicate(timeout=60)
+    assert len(server.vassal_inis()) == 2
+    kind, emperor = next((k, p) for k, p in server.processes if k == "emperor")
+    emperor.send_signal(signal.SIGINT)
+    emperor.wait(30)
+    server.processes.remove((kind, emperor))
+    server.start_emperor()
+    assert server.vassal_inis() == [f"app-{v1}.ini"]
+    server.wait_emperor_vassals([f"app-{v1}.ini"])
+    deadline = time.monotonic() + 15
+    while server.get("/").status_code != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert server.get("/").text == "v1"
