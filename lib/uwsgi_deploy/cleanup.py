@@ -1,0 +1,159 @@
+"""deploy-cleanup: remove old versions and what they leave behind.
+
+Per app: keep the N most recently deployed versions (by their latest
+deploy.log entry; by directory time in an app that has no log entries) and,
+whatever N, the live version, the previous one (the rollback target), any
+version with a vassal ini and the version a running deploy works on. Remove
+the rest, failed deploys (checked out, never logged) first of all, with their
+logs and stale sockets, plus half checkouts and the logs and sockets of
+versions whose directory is gone.
+
+A real run holds the app's deploy lock while it removes (a push waits for
+it); when a deploy holds the lock, that deploy's version and every half
+checkout of the app are left alone."""
+import contextlib
+import os
+import re
+import shutil
+import sys
+
+from . import DeployError
+from .links import remove_if_exists
+from .lock import DeployLock
+from .settings import load
+from .status import AppState, lock_holder, selected_apps
+
+HALF_CHECKOUT = re.compile(r"\.(?P<name>.+?)\.tmp-.*\Z")
+
+
+def parse_keep(text, default):
+    if text is None:
+        return default
+    try:
+        keep = int(text)
+    except ValueError:
+        raise DeployError(f"N must be a whole number, not {text!r}") from None
+    if keep < 0:
+        raise DeployError(f"N must be 0 or more, not {keep}")
+    return keep
+
+
+def cleanup(keep=None, app_name=None, dry_run=False, environ=None, out=None):
+    out = out or sys.stdout
+    settings = load(os.environ if environ is None else environ)
+    keep = parse_keep(keep, settings.keep)
+    for app in selected_apps(settings, app_name):
+        if dry_run:
+            Cleanup(app, keep, lock_holder(app), dry_run=True, out=out).run()
+            continue
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(DeployLock(app.lock_file, 0, "deploy-cleanup"))
+                holder = None
+            except DeployError:    # a deploy (or another cleanup) holds it
+                holder = lock_holder(app) or "unknown holder"
+            Cleanup(app, keep, holder, dry_run=False, out=out).run()
+
+
+class Cleanup:
+    def __init__(self, app, keep, holder, dry_run, out):
+        self.app, self.keep, self.dry_run, self.out = app, keep, dry_run, out
+        self.state = AppState(app, holder)
+
+    def say(self, text):
+        self.out.write(text + "\n")
+
+    def most_recent(self):
+        return "the most recent" if self.keep == 1 else f"the {self.keep} most recent"
+
+    def why_old(self):
+        return "old, and N is 0" if self.keep == 0 else f"older than {self.most_recent()}"
+
+    def protected(self, version):
+        """Why version must stay whatever N is, or None."""
+        state = self.state
+        if version == state.live:
+            return "live"
+        if version == state.previous:
+            return "previous (rollback target)"
+        if state.deploy_running and version == state.deploying:
+            return "being deployed"
+        if os.path.exists(version.vassal_ini):
+            return "has a vassal"
+        if state.deploy_running and state.deploying is None and not state.is_logged(version):
+            return f"not in deploy.log while the deploy lock is held ({state.holder})"
+        return None
+
+    def run(self):
+        state = self.state
+        # an app without any log entries ranks every version by directory time
+        ranked = [v for v in state.newest_first() if not state.logged or state.is_logged(v)]
+        recent = set(ranked[:self.keep])
+        on_disk = set(state.versions)
+        for version in state.newest_first():
+            reason = self.protected(version)
+            if reason:
+                self.say(f"kept {version.name}: {reason}")
+            elif version in recent:
+                self.say(f"kept {version.name}: among {self.most_recent()}")
+            elif version in ranked:
+                self.remove(version, self.why_old())
+            else:
+                self.remove(version, "failed deploy")
+        self.remove_orphans(on_disk)
+        if not state.deploy_running:
+            self.remove_half_checkouts()
+
+    def act(self, text):
+        self.say(("would remove " if self.dry_run else "removed ") + text)
+        return not self.dry_run
+
+    def remove(self, version, why):
+        if not self.act(f"{version.name}: {why}"):
+            return
+        # renamed first, so it disappears at once and a crash halfway leaves
+        # a half checkout the next run removes
+        hidden = os.path.join(os.path.dirname(version.workdir), f".{version.name}.tmp-cleanup-{os.getpid()}")
+        try:
+            os.rename(version.workdir, hidden)
+            shutil.rmtree(hidden)
+            self.remove_files(version)
+        except OSError as err:
+            raise DeployError(f"cannot remove {version.name}: {err.filename}: {err.strerror}") from None
+
+    def remove_files(self, version):
+        remove_if_exists(version.log)
+        if not os.path.exists(version.vassal_ini):
+            remove_if_exists(version.socket)
+            remove_if_exists(version.stats_socket)
+
+    def remove_orphans(self, on_disk):
+        """Logs and sockets of versions whose directory is gone."""
+        settings = self.app.settings
+        found = set()
+        for directory, suffixes in ((settings.log_dir, (".log",)), (settings.run_dir, (".socket", ".stats"))):
+            for entry in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+                for suffix in suffixes:
+                    version = entry.endswith(suffix) and self.app.version_from_name(entry[:-len(suffix)])
+                    if version and version not in on_disk:
+                        found.add(version)
+        for version in sorted(found, key=lambda v: v.name):
+            if self.protected(version) is None:
+                if self.act(f"{version.name}: its log and sockets (the version is no longer on disk)"):
+                    self.remove_files(version)
+
+    def remove_half_checkouts(self):
+        """.APP-<rev>.tmp-* directories and .tar files an interrupted deploy
+        (or cleanup) left; only called while no deploy of the app runs."""
+        home = self.app.settings.home
+        for entry in sorted(os.listdir(home)) if os.path.isdir(home) else []:
+            match = HALF_CHECKOUT.match(entry)
+            if not match or not self.app.version_from_name(match.group("name")):
+                continue
+            path = os.path.join(home, entry)
+            if os.path.isdir(path) and not os.path.islink(path):
+                if self.act(f"{entry}: half checkout left by an interrupted deploy"):
+                    shutil.rmtree(path)
+            elif entry.endswith(".tar") and os.path.isfile(path):
+                if self.act(f"{entry}: archive left by an interrupted deploy"):
+                    os.unlink(path)
