@@ -216,17 +216,20 @@ class Deploy:
         except DeployError as error:
             raise StageFailed("checkout", str(error)) from None
 
-    def deploy_file(self, name):
+    def deploy_file(self, name, stage):
         """A deploy file's path if it exists, refusing links out of the checkout."""
         path = os.path.join(self.deploy_dir, name)
         if not os.path.lexists(path):
             return None
-        inside(self.version.workdir, path, os.path.relpath(path, self.version.workdir))
+        try:
+            inside(self.version.workdir, path, os.path.relpath(path, self.version.workdir))
+        except DeployError as error:
+            raise StageFailed(stage, str(error)) from None
         return path
 
     def read_env(self):
         with self.report.stage("env", "Reading environment"):
-            paths = [p for p in (self.deploy_file("environment.sh"), self.settings.env_file)
+            paths = [p for p in (self.deploy_file("environment.sh", "env"), self.settings.env_file)
                      if p and os.path.exists(p)]
             entries = read_env_files(paths, self.environ, warn=self.report.warn)
             names = ", ".join(entries) or "none"
@@ -234,7 +237,7 @@ class Deploy:
             return entries
 
     def setup(self, entries):
-        script = self.deploy_file("setup")
+        script = self.deploy_file("setup", "setup")
         if script is None:
             return
         if not self.run_setup:
@@ -248,7 +251,7 @@ class Deploy:
 
     def expand(self, entries):
         with self.report.stage("expand", "Expanding uwsgi.ini"):
-            ini = self.deploy_file("uwsgi.ini")
+            ini = self.deploy_file("uwsgi.ini", "expand")
             if ini is None:
                 raise DeployError(f"no uwsgi.ini in {self.deploy_dir} (nor written by setup)")
             self.version.check_socket_paths()

@@ -1,0 +1,185 @@
+"""Hostile input: each refused with a one-line reason naming what and where,
+and the live version untouched."""
+import os
+import resource
+import stat
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from uwsgi_deploy import DeployError
+from uwsgi_deploy.envfile import parse_env_text
+from uwsgi_deploy.setup_script import run_setup
+from uwsgi_deploy.uwsgi_ini import UwsgiIni, deploy_options
+from uwsgi_deploy.vassal import write_vassal_ini
+
+
+@pytest.fixture
+def live(server):
+    """server with v1 live; returns its rev."""
+    rev = server.commit_app("v1")[:12]
+    assert server.push().returncode == 0
+    return rev
+
+
+def refused(server, live, result, stage, reason):
+    """The push was refused with `pre-receive: STAGE: ...REASON...` and v1 serves."""
+    assert result.returncode != 0
+    summary = [line for line in result.stderr.splitlines() if line.startswith("remote: pre-receive: ")]
+    assert len(summary) == 1, result.stderr
+    assert summary[0].startswith(f"remote: pre-receive: {stage}: ") and reason in summary[0], summary[0]
+    assert server.get("/").text == "v1"
+    assert server.vassal_inis() == [f"app-{live}.ini"]
+    return summary[0]
+
+
+def test_missing_uwsgi_ini(server, live):
+    server.commit({"uwsgi.ini": None})
+    refused(server, live, server.push(), "expand", "no uwsgi.ini in ")
+
+
+def test_ini_syntax_error_names_file_and_line(server, live):
+    server.commit({"uwsgi.ini": "[uwsgi]\nmaster = true\nthis is not an option\n"})
+    line = refused(server, live, server.push(), "expand", "uwsgi.ini:3: cannot parse this line")
+    assert "/app-" in line
+
+
+def test_owned_option_names_option_and_line(server, live):
+    server.commit({"uwsgi.ini": "[uwsgi]\nwsgi-file = app.py\nhttp-socket = :9090\n"})
+    refused(server, live, server.push(), "expand", "uwsgi.ini:3: option 'http-socket' is set by the deployer")
+
+
+def test_unparsable_env_file_names_file_and_line(server, live):
+    server.commit({"environment.sh": "A=1\nB='unterminated\n"})
+    refused(server, live, server.push(), "env", "environment.sh:2: cannot parse this line")
+
+
+@pytest.mark.parametrize("name", ["my app", ".hidden", "appé"])
+def test_invalid_app_name_is_refused(server, name):
+    result = server.tool("deploy-init", name)
+    assert result.returncode == 1 and result.stderr.startswith(f"deploy-init: invalid app name {name!r}")
+    repo = os.path.join(server.home, name + ".git")
+    server.git(server.home, "init", "-q", "--bare", repo)
+    os.symlink(os.path.join(os.path.dirname(__file__), "..", "bin", "pre-receive"),
+               os.path.join(repo, "hooks", "pre-receive"))
+    server.commit_app("v1")
+    result = server.git(server.source_repo(), "push", repo, "main", check=False)
+    assert result.returncode != 0
+    assert f"remote: pre-receive: invalid app name {name!r}" in result.stderr
+    assert server.vassal_inis() == []
+
+
+@pytest.mark.parametrize("link, target, what", [
+    (".deploy", "/etc", ".deploy leads outside the checkout"),
+    ("setup", "/bin/true", "setup leads outside the checkout"),
+    ("uwsgi.ini", "/etc/nginx/uwsgi_params", "uwsgi.ini leads outside the checkout"),
+    ("environment.sh", "/etc/hostname", "environment.sh leads outside the checkout"),
+])
+def test_links_out_of_the_checkout_are_refused(server, live, link, target, what):
+    repo = server.source_repo()
+    path = os.path.join(repo, link)
+    if os.path.lexists(path):
+        os.unlink(path)
+    os.symlink(target, path)
+    server.commit({})
+    stage = {"uwsgi.ini": "expand", "setup": "setup", "environment.sh": "env"}.get(link, "checkout")
+    refused(server, live, server.push(), stage, what)
+
+
+def test_setup_without_x_bit_is_made_executable(server, live):
+    server.commit_app("v2", extra={"setup": "#!/bin/sh\necho set up\n"})
+    os.chmod(os.path.join(server.source_repo(), "setup"), 0o644)
+    server.git(server.source_repo(), "add", "setup")
+    server.commit({})
+    result = server.push()
+    assert result.returncode == 0, result.stderr
+    assert "remote: set up" in result.stderr and server.get("/").text == "v2"
+
+
+def test_hanging_setup_times_out(server, live):
+    server.commit_app("v2", extra={"setup": "#!/bin/sh\necho starting\nexec sleep 600\n"})
+    result = server.push(extra_env={"DEPLOY_SETUP_TIMEOUT": "1"})
+    refused(server, live, result, "setup", "setup did not finish within 1 s (DEPLOY_SETUP_TIMEOUT)")
+    assert "remote:  !       starting" in result.stderr
+
+
+def test_setup_printing_50_mb_is_streamed(server, live):
+    noisy = "#!/bin/sh\nhead -c 25000000 /dev/zero | tr '\\0' 'x'\necho\n" \
+            "yes 'a line of setup output' | head -c 25000000\necho done\n"
+    server.commit_app("v2", extra={"setup": noisy})
+    result = server.push()
+    assert result.returncode == 0, result.stderr[-500:]
+    assert len(result.stderr) > 50_000_000
+    assert server.get("/").text == "v2"
+
+
+def test_run_setup_memory_stays_flat_for_50_mb(world):
+    script = os.path.join(world, "setup")
+    with open(script, "w") as stream:
+        stream.write("#!/bin/sh\nhead -c 50000000 /dev/zero | tr '\\0' 'x'\n")
+    os.chmod(script, 0o755)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with open(os.devnull, "wb") as sink:
+        tail = run_setup(script, world, {"PATH": os.environ["PATH"]}, 60, lambda: sink)
+    growth_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert growth_mb < 20, f"memory grew by {growth_mb:.0f} MB"
+    assert len(tail) == 1 and len(tail[0]) <= 4096     # the unended line is kept bounded
+
+
+def test_ping_that_hangs_is_refused_within_timeout(server, live):
+    hanging = "import time\ndef application(e, s):\n    time.sleep(600)\n"
+    server.commit({"app.py": hanging})
+    line = refused(server, live, server.push(extra_env={"DEPLOY_PROBE_TIMEOUT": "2"}), "probe", "no 200 within 2 s")
+    assert "timeout" in line
+
+
+def test_socket_path_too_long_is_a_clear_error(server, live):
+    long_run = os.path.join(server.root, "r" * 100)
+    server.commit_app("v2")
+    result = server.push(extra_env={"DEPLOY_RUN_DIR": long_run})
+    assert result.returncode != 0
+    assert "the kernel allows 107: set a shorter DEPLOY_RUN_DIR" in result.stderr
+    assert server.get("/").text == "v1"
+
+
+# -- secrets -----------------------------------------------------------------
+
+def test_secret_values_never_shown_even_on_failure(server, live):
+    with open(server.settings.env_file, "w") as stream:
+        stream.write("DB_PASSWORD=hunter2-s3cret\nBAD='x '\n")
+    server.commit_app("v2")
+    result = server.push()
+    assert result.returncode != 0
+    assert "BAD: trailing whitespace" in result.stderr
+    with open(server.settings.env_file, "w") as stream:
+        stream.write("DB_PASSWORD=hunter2-s3cret\n")
+    server.commit_app("v3", ping_status=500)
+    result = server.push(extra_env={"DEPLOY_PROBE_TIMEOUT": "1"})
+    assert "last 20 lines of the vassal log" in result.stderr
+    for output in (result.stderr, open(server.settings.log_file).read()):
+        assert "hunter2" not in output
+
+
+def test_vassal_ini_is_0600_from_creation(world):
+    old = os.umask(0)
+    try:
+        path = os.path.join(world, "app-0123456789ab.ini")
+        write_vassal_ini(path, "[uwsgi]\nenv = SECRET=x\n")
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        write_vassal_ini(path, "[uwsgi]\nenv = SECRET=y\n")
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    finally:
+        os.umask(old)
+
+
+@settings(max_examples=300, deadline=None)
+@given(env_text=st.text(max_size=200), ini_text=st.text(max_size=200))
+def test_any_env_and_ini_text_is_expanded_or_refused(env_text, ini_text):
+    """Arbitrary text never crashes the expander: a result or a DeployError."""
+    try:
+        entries = parse_env_text(env_text, "env", lookup=lambda name: None, warn=lambda m: None)
+        ini = UwsgiIni(ini_text, "uwsgi.ini")
+        ini.add_options(deploy_options(entries, "/srv/app"))
+        assert "[uwsgi]" in ini.text()
+    except DeployError as error:
+        assert "\n" not in str(error)
