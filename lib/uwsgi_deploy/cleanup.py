@@ -13,17 +13,15 @@ it); when a deploy holds the lock, that deploy's version and every half
 checkout of the app are left alone."""
 import contextlib
 import os
-import re
 import shutil
 import sys
 
 from . import DeployError
+from .layout import hidden_work_file_version
 from .links import remove_if_exists
 from .lock import DeployLock
 from .settings import load
 from .status import AppState, lock_holder, selected_apps
-
-HALF_CHECKOUT = re.compile(r"\.(?P<name>.+?)\.tmp-.*\Z")
 
 
 def parse_keep(text, default):
@@ -147,8 +145,7 @@ class Cleanup:
         (or cleanup) left; only called while no deploy of the app runs."""
         home = self.app.settings.home
         for entry in sorted(os.listdir(home)) if os.path.isdir(home) else []:
-            match = HALF_CHECKOUT.match(entry)
-            if not match or not self.app.version_from_name(match.group("name")):
+            if not hidden_work_file_version(self.app, entry):
                 continue
             path = os.path.join(home, entry)
             if os.path.isdir(path) and not os.path.islink(path):

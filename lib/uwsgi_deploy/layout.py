@@ -13,6 +13,17 @@ VERSION_NAME = re.compile(r"(?P<app>.+)-(?P<rev>[0-9a-f]{%d})\Z" % REV_LENGTH)
 MAX_SOCKET_PATH = 107
 
 
+# What a deploy writes under a hidden name before renaming it into place:
+# .APP-<rev>.tmp-PID (checkout), .APP-<rev>.tmp-PID.tar, .APP-<rev>.ini.tmp
+HIDDEN_WORK_FILE = re.compile(r"\.(?P<name>.+?)(?:\.ini\.tmp|\.tmp-.*)\Z")
+
+
+def hidden_work_file_version(app, filename):
+    """The Version a hidden work file of app belongs to, or None."""
+    match = HIDDEN_WORK_FILE.match(filename)
+    return app.version_from_name(match.group("name")) if match else None
+
+
 def check_app_name(app):
     if not APP_NAME.match(app) or not app.isascii():
         raise DeployError(f"invalid app name {app!r}: use letters, digits, '.', '_' and '-', "

@@ -12,21 +12,10 @@ import shutil
 
 from . import DeployError
 from .inventory import apps_on_disk
-from .layout import App
+from .layout import App, hidden_work_file_version
 from .links import remove_if_exists
 from .lock import DeployLock
 from .vassal import remove_vassal, wait_drained
-
-
-def _hidden_base(name, prefix_dot=True):
-    """APP-<rev> from .APP-<rev>.ini.tmp or .APP-<rev>.tmp-PID[.tar]."""
-    if prefix_dot and not name.startswith("."):
-        return None
-    name = name[1:]
-    for marker in (".ini.tmp", ".tmp-"):
-        if marker in name:
-            return name.split(marker, 1)[0]
-    return None
 
 
 def sweep_app(settings, app, say=None, emperor_running=True):
@@ -36,7 +25,7 @@ def sweep_app(settings, app, say=None, emperor_running=True):
     vassals = settings.vassals_dir
     for name in sorted(os.listdir(vassals)) if os.path.isdir(vassals) else []:
         path = os.path.join(vassals, name)
-        if app.version_from_name(_hidden_base(name) or ""):
+        if hidden_work_file_version(app, name):
             remove_if_exists(path)
         elif name.endswith(".ini"):
             stale = app.version_from_name(name[:-4])
@@ -49,7 +38,7 @@ def sweep_app(settings, app, say=None, emperor_running=True):
                     remove_if_exists(path)
     for name in sorted(os.listdir(settings.home)):
         path = os.path.join(settings.home, name)
-        if app.version_from_name(_hidden_base(name) or ""):          # half checkouts
+        if hidden_work_file_version(app, name):          # half checkouts
             shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else remove_if_exists(path)
         elif name.startswith(app.name + ".") and name.endswith(".new"):   # ~/APP.<pid>.new
             remove_if_exists(path)
