@@ -13,6 +13,7 @@ from uwsgi_deploy.paths import share
 from uwsgi_deploy.sandbox import Sandbox, stop_recorded
 
 DEFAULT_DIR = "/tmp/uwsgi-deploy-demo"
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def step(text):
@@ -30,9 +31,14 @@ def start(root):
     shutil.rmtree(root, ignore_errors=True)
     os.makedirs(root)
     box = Sandbox(root, detach=True)
-    step(f"starting the Emperor (home {box.home})")
-    box.start_emperor()
-    result = box.tool("deploy-init", "example")
+    # installed as for a real deploy account, so the hook runs with the
+    # toolkit's own libraries whoever pushes
+    step(f"installing the tools into {box.home}")
+    subprocess.run(["make", "-s", "-C", CHECKOUT, "install", f"PREFIX={box.home}"], check=True)
+    bin_dir = os.path.join(box.home, "bin")
+    step("starting the Emperor")
+    box.start_emperor(bin_dir=bin_dir)
+    result = box.tool("deploy-init", "example", bin_dir=bin_dir)
     if result.returncode != 0:
         sys.exit(result.stderr)
     step("starting nginx")

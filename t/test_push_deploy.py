@@ -190,3 +190,15 @@ def test_deploy_version_of_unknown_directory_is_an_error(server):
     assert result.returncode == 1
     assert result.stderr.startswith("deploy-version: ")
     assert "no such directory" in result.stderr
+
+
+def test_a_local_push_by_another_user_deploys_into_the_repos_home(server):
+    """The pusher's HOME is not the deploy root: the repository's directory is."""
+    elsewhere = os.path.join(server.root, "pusher-home")
+    os.makedirs(elsewhere)
+    rev = server.commit_app("v1")[:12]
+    result = server.push(extra_env={"HOME": elsewhere})
+    assert result.returncode == 0, result.stderr
+    assert server.get("/").text == "v1"
+    assert os.path.isdir(os.path.join(server.home, f"app-{rev}"))
+    assert os.listdir(elsewhere) == []

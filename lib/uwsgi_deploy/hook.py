@@ -44,6 +44,12 @@ def ref_unchanged(git_dir, ref, old):
 def pre_receive(lines, environ):
     git_dir = os.path.abspath(environ.get("GIT_DIR", "."))
     settings = load(environ)
+    # ~/APP.git lives in the deploy root: unless DEPLOY_HOME says otherwise, the
+    # repository's directory is home, whoever pushes (a local push keeps the
+    # pusher's HOME)
+    parent = os.path.dirname(git_dir)
+    if settings.sources["home"] == "default" and settings.home != parent:
+        settings = load(dict(environ, HOME=parent))
     app = app_from_repo_dir(settings, git_dir)
     deploy_ref = deploy_branch_ref(git_dir, settings.branch)
     update = commit_to_deploy(lines, deploy_ref)
