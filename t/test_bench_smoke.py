@@ -12,7 +12,7 @@ def test_quick_benchmark_runs_and_reports(world):
     result = subprocess.run([os.path.join(ROOT, "bench", "deploy"), "--quick", "--json", out],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
-    for heading in ("Push wall time over 2 pushes", "reconfigure", "floor:", "uwsgi-deploy pushes",
+    for heading in ("push wall time over 2 pushes", "reconfigure", "floor:", "uwsgi-deploy pushes",
                     "in-place reload", "scaling:"):
         assert heading in result.stdout
     figures = json.load(open(out))

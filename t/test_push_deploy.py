@@ -202,3 +202,26 @@ def test_a_local_push_by_another_user_deploys_into_the_repos_home(server):
     assert server.get("/").text == "v1"
     assert os.path.isdir(os.path.join(server.home, f"app-{rev}"))
     assert os.listdir(elsewhere) == []
+
+
+def test_probe_via_socket_starts_on_the_socket_without_reload(server):
+    server.commit_app("v1")
+    assert server.push(extra_env={"DEPLOY_PROBE_VIA": "socket"}).returncode == 0
+    v2 = server.commit_app("v2")[:12]
+    result = server.push(extra_env={"DEPLOY_PROBE_VIA": "socket"})
+    assert result.returncode == 0, result.stderr
+    assert "Moving " not in result.stderr and "-----> Probing" in result.stderr
+    assert server.get("/").text == "v2"
+    with open(server.app("app").version(v2).vassal_ini) as stream:
+        ini = stream.read()
+    assert "http-socket" not in ini and f"socket = {server.settings.run_dir}/app-{v2}.socket" in ini
+    assert "(RE)spawned" not in open(server.app("app").version(v2).log).read()   # no reload
+
+
+def test_probe_via_socket_failure_leaves_live_version_alone(server):
+    v1 = server.commit_app("v1")[:12]
+    assert server.push().returncode == 0
+    server.commit_app("v2", ping_status=500)
+    result = server.push(extra_env={"DEPLOY_PROBE_VIA": "socket", "DEPLOY_PROBE_TIMEOUT": "2"})
+    assert_refused_and_v1_serves(server, result, "probe", v1)
+    assert "(last: status 500)" in result.stderr

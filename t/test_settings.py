@@ -48,6 +48,7 @@ def test_tilde_means_this_environments_home():
     ("\nDEPLOY_KEEP=many\n", "DEPLOY_KEEP must be a number"),
     ("DEPLOY_KEEP=-1\n", "DEPLOY_KEEP must not be negative"),
     ("DEPLOY_PING_PATH=ping\n", "DEPLOY_PING_PATH must start with '/'"),
+    ("DEPLOY_PROBE_VIA=tcp\n", "DEPLOY_PROBE_VIA must be one of http, socket, not 'tcp'"),
     ("what is this\n", "deploy.conf:1: cannot parse this line"),
 ])
 def test_bad_config_is_an_error_naming_file(world, text, message):

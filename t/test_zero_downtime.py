@@ -3,12 +3,16 @@ import os
 import threading
 import time
 
+import pytest
+
 from load import LoadLoop
 from sandbox import wait_file
 from uwsgi_deploy.emperor import read_stats
 
 
-def test_three_deploys_under_load_lose_nothing(server):
+@pytest.mark.parametrize("probe_via", ["http", "socket"])
+def test_three_deploys_under_load_lose_nothing(server, probe_via):
+    server.environ["DEPLOY_PROBE_VIA"] = probe_via
     server.commit_app("v1")
     assert server.push().returncode == 0
     order = ["v1", "v2", "v3", "v4"]

@@ -265,16 +265,10 @@ class Deploy:
                           extra=[("need-app", "true"), ("logto", self.version.log),
                                  ("stats", self.version.stats_socket), listen])
 
-    def start_and_wait(self, text, target, timeout, first_start):
-        write_vassal_ini(self.version.vassal_ini, text)
-        poke(self.settings)
-        result = wait_for_200(target, self.settings.ping_path, timeout,
-                              alive=lambda: died_while_starting(self.settings, self.version, first_start))
-        if not result.ok:
-            raise DeployError(f"GET {self.settings.ping_path} on {target}: no 200 within "
-                              f"{timeout:g} s (last: {result.seen})")
-
     def probe(self):
+        """Start the candidate where the probe can reach it: a free loopback
+        HTTP port (the default), or straight on its unix socket with
+        DEPLOY_PROBE_VIA=socket, which saves the reload of the next stage."""
         with self.report.stage("probe", f"Probing {self.version.name} for {self.settings.ping_path}"):
             for directory in (self.settings.vassals_dir, self.settings.run_dir, self.settings.log_dir):
                 os.makedirs(directory, exist_ok=True)
@@ -282,27 +276,40 @@ class Deploy:
             if not wait_vassal_gone(self.settings, self.version, self.settings.drain_timeout):
                 raise DeployError(f"an earlier {self.version.name} vassal is still stopping")
             remove_if_exists(self.version.log)   # this attempt's log only
-            port = free_loopback_port()
-            text = self.vassal_text(("http-socket", f"127.0.0.1:{port}"))
-            try:
-                self.start_and_wait(text, f"http://127.0.0.1:{port}", self.settings.probe_timeout, True)
-                if not wait_workers_accepting(self.version, self.settings.probe_timeout):
-                    raise DeployError("its workers did not all start accepting requests")
-            except DeployError as error:
-                error.tail = log_tail(self.version.log)
-                raise
+            if self.settings.probe_via == "socket":
+                self.start_candidate(("socket", self.version.socket), "unix:" + self.version.socket,
+                                     self.settings.probe_timeout, first_start=True)
+            else:
+                port = free_loopback_port()
+                self.start_candidate(("http-socket", f"127.0.0.1:{port}"), f"http://127.0.0.1:{port}",
+                                     self.settings.probe_timeout, first_start=True)
 
     def reconfigure(self):
+        """Rewrite the vassal to listen on its unix socket; the Emperor reloads it."""
+        if self.settings.probe_via == "socket":
+            return   # it has listened there from the start
         with self.report.stage("reconfigure", f"Moving {self.version.name} to its socket"):
-            text = self.vassal_text(("socket", self.version.socket))
-            try:
-                self.start_and_wait(text, "unix:" + self.version.socket, self.settings.ready_timeout, False)
-                # the first answer can come while the reload still spawns workers
-                if not wait_workers_accepting(self.version, self.settings.ready_timeout):
-                    raise DeployError("its workers did not all start accepting requests")
-            except DeployError as error:
-                error.tail = log_tail(self.version.log)
-                raise
+            self.start_candidate(("socket", self.version.socket), "unix:" + self.version.socket,
+                                 self.settings.ready_timeout, first_start=False)
+
+    def start_candidate(self, listen, target, timeout, first_start):
+        """Write the vassal listening on `listen` and wait until target answers
+        the ping path with 200 and every worker accepts (the first answer can
+        come while a reload still spawns workers). A failure carries the tail
+        of the vassal's log."""
+        try:
+            write_vassal_ini(self.version.vassal_ini, self.vassal_text(listen))
+            poke(self.settings)
+            result = wait_for_200(target, self.settings.ping_path, timeout,
+                                  alive=lambda: died_while_starting(self.settings, self.version, first_start))
+            if not result.ok:
+                raise DeployError(f"GET {self.settings.ping_path} on {target}: no 200 within "
+                                  f"{timeout:g} s (last: {result.seen})")
+            if not wait_workers_accepting(self.version, timeout):
+                raise DeployError("its workers did not all start accepting requests")
+        except DeployError as error:
+            error.tail = log_tail(self.version.log)
+            raise
 
     def abandon_candidate(self):
         """A candidate serves nobody: a short grace, then it is killed (an app

@@ -38,6 +38,8 @@ SETTINGS = (
     Setting("branch", "", str, "branch that deploys (empty: the one the bare repo's HEAD names)"),
     Setting("ping_path", "/ping", str, "path that must answer 200"),
     Setting("probe_timeout", "30", float, "seconds for a new version to answer the probe"),
+    Setting("probe_via", "http", str,
+            "http: probe on a loopback HTTP port, then reload onto the socket; socket: start on it"),
     Setting("ready_timeout", "30", float, "seconds for the unix socket to answer after reconfigure"),
     Setting("setup_timeout", "1800", float, "seconds the setup script may run"),
     Setting("drain_timeout", "30", float, "seconds to let the old version finish its requests"),
@@ -47,7 +49,8 @@ SETTINGS = (
     Setting("keep", "4", int, "versions deploy-cleanup keeps by default"),
 )
 BY_VARIABLE = {s.variable: s for s in SETTINGS}
-NOT_PATHS = {s.name for s in SETTINGS if s.kind is not str} | {"branch", "ping_path"}
+NOT_PATHS = {s.name for s in SETTINGS if s.kind is not str} | {"branch", "ping_path", "probe_via"}
+CHOICES = {"probe_via": ("http", "socket")}
 
 
 class Settings:
@@ -114,6 +117,10 @@ def load(environ=None):
             value = _expand_home(value, environ)
         values[setting.name] = value
         sources[setting.name] = source
+    for name, allowed in CHOICES.items():
+        if values[name] not in allowed:
+            raise DeployError(f"{sources[name]}: DEPLOY_{name.upper()} must be one of "
+                              f"{', '.join(allowed)}, not {values[name]!r}")
     if not values["ping_path"].startswith("/"):
         raise DeployError(f"{sources['ping_path']}: DEPLOY_PING_PATH must start with '/'")
     return Settings(values, sources)

@@ -106,7 +106,7 @@ def is_drained(stats):
         worker.get("status") == "busy" for worker in stats.get("workers", [])))
 
 
-def wait_drained(version, timeout, settle=0.1):
+def wait_drained(version, timeout, settle=0.05):
     """Wait until the version has no queued connection and no busy worker, seen
     twice `settle` seconds apart (a connect that raced the switch shows up)."""
     deadline = time.monotonic() + timeout
