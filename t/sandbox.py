@@ -97,6 +97,17 @@ class Sandbox(base.Sandbox):
         args = ["push"] + (["--force"] if force else []) + [os.path.join(self.home, app + ".git"), refspec]
         return self.git(repo or self.source_repo(), *args, env=extra_env, check=False)
 
+    def start_push(self, app="app", repo=None, env=None):
+        """git push in the background; returns the Popen (output on stdout)."""
+        return subprocess.Popen(["git", "-C", repo or self.source_repo(), "push", "--force",
+                                 os.path.join(self.home, app + ".git"), "main"],
+                                env=dict(self.environ, **(env or {})), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+
+    def paused_push(self, stage, **kwargs):
+        """A push whose deploy stops on reaching stage (DEPLOY_TEST_PAUSE)."""
+        return PausedPush(self, stage, **kwargs)
+
     # -- what is on the server ---------------------------------------------
     def vassal_inis(self):
         return sorted(n for n in os.listdir(self.settings.vassals_dir) if not n.startswith("."))
@@ -110,6 +121,29 @@ class Sandbox(base.Sandbox):
     def wait_emperor_vassals(self, expected, timeout=15):
         base.wait_until(lambda: self.emperor_vassals() == sorted(expected), timeout,
                         f"Emperor vassals {expected} (have {self.emperor_vassals()})")
+
+
+class PausedPush:
+    def __init__(self, box, stage, app="app", repo=None, env=None):
+        self.gate = os.path.join(box.root, f"gate-{stage}")
+        self.process = box.start_push(app, repo, dict(env or {}, DEPLOY_TEST_PAUSE=f"{stage}:{self.gate}"))
+
+    def reached(self):
+        """Wait until the deploy pauses; returns the deploy's pid."""
+        wait_file(self.gate)
+        deadline = time.monotonic() + 5
+        while not open(self.gate).read():
+            assert time.monotonic() < deadline, "the paused deploy never wrote its pid"
+            time.sleep(0.01)
+        return int(open(self.gate).read())
+
+    def release(self):
+        os.unlink(self.gate)
+
+    def finish(self, timeout=120):
+        """(returncode, output) once the push has ended."""
+        output = self.process.communicate(timeout=timeout)[0]
+        return self.process.returncode, output
 
 
 def wait_file(path, timeout=60):

@@ -1,7 +1,6 @@
 """deploy-cleanup against a real Emperor and nginx: what it keeps, what it
 removes, and that the live app keeps serving."""
 import os
-import threading
 
 from conftest import write
 from sandbox import wait_file
@@ -160,21 +159,17 @@ def test_version_being_deployed_survives_while_the_lock_is_held(server):
 def test_a_real_push_in_progress_keeps_its_candidate(server):
     revs = push_versions(server, 2)
     candidate = server.commit_app("v3")[:12]
-    gate = os.path.join(server.root, "gate")
-    pushed = {}
-    pusher = threading.Thread(target=lambda: pushed.update(
-        result=server.push(extra_env={"DEPLOY_TEST_PAUSE": f"switch:{gate}"})))
-    pusher.start()
+    push = server.paused_push("switch")
     try:
-        wait_file(gate)      # the candidate runs on its socket; the switch waits
+        push.reached()       # the candidate runs on its socket; the switch waits
         lines = cleanup(server, "0")
         assert f"kept app-{candidate}: being deployed" in lines
         assert f"kept app-{revs[1]}: live" in lines
         assert f"kept app-{revs[0]}: previous (rollback target)" in lines
     finally:
-        os.unlink(gate)
-        pusher.join(120)
-    assert pushed["result"].returncode == 0, pushed["result"].stderr
+        push.release()
+    status, output = push.finish()
+    assert status == 0, output
     assert server.get("/").text == "v3"
     cleanup(server, "0")
     assert on_disk(server) == sorted([revs[1], candidate])

@@ -2,7 +2,6 @@
 client, a version that dies right after the switch, an Emperor restart."""
 import os
 import signal
-import subprocess
 import time
 
 import pytest
@@ -10,28 +9,6 @@ import pytest
 from load import LoadLoop
 from sandbox import wait_file
 from uwsgi_deploy.lock import DeployLock
-
-
-def start_push(server, gate_stage=None, gate=None, app="app", repo=None, env=None):
-    """git push in the background; with gate_stage, the deploy pauses there."""
-    extra = dict(env or {})
-    if gate_stage:
-        extra["DEPLOY_TEST_PAUSE"] = f"{gate_stage}:{gate}"
-    return subprocess.Popen(["git", "-C", repo or server.source_repo(), "push", "--force",
-                             os.path.join(server.home, app + ".git"), "main"],
-                            env=dict(server.environ, **extra), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-
-
-def paused_pid(gate):
-    wait_file(gate)
-    deadline = time.monotonic() + 5
-    while True:
-        text = open(gate).read()
-        if text:
-            return int(text)
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
 
 
 def assert_clean_layout(server, live_rev):
@@ -52,20 +29,19 @@ def assert_clean_layout(server, live_rev):
 def test_second_push_of_same_app_waits_for_the_first(server):
     server.commit_app("v1")
     assert server.push().returncode == 0
-    gate = os.path.join(server.root, "gate")
     server.commit_app("v2")
-    first = start_push(server, "probe", gate)
-    paused_pid(gate)
+    first = server.paused_push("probe")
+    first.reached()
     other = server.source_repo("src2")
     server.git(other, "pull", "-q", server.source_repo(), "main")
     server.commit_app("v3", repo=other)
-    second = start_push(server, repo=other)
+    second = server.start_push(repo=other)
     time.sleep(1)                       # the second push is now waiting on the lock
     assert second.poll() is None
-    os.unlink(gate)
-    first_out = first.communicate(timeout=120)[0]
+    first.release()
+    first_status, first_out = first.finish()
     second_out = second.communicate(timeout=120)[0]
-    assert first.returncode == 0, first_out
+    assert first_status == 0, first_out
     assert "waiting for another deploy to finish (app-" in second_out
     # the branch moved while it waited: git would refuse to update it after
     # the deploy, so the deploy is refused before it starts
@@ -93,15 +69,14 @@ def test_lock_wait_is_bounded_and_names_the_holder(server):
 def test_two_apps_deploy_in_parallel(server):
     server.deploy_init("other")
     server.commit_app("v1")
-    gate = os.path.join(server.root, "gate")
-    paused = start_push(server, "probe", gate)
-    paused_pid(gate)
+    paused = server.paused_push("probe")
+    paused.reached()
     other_repo = server.source_repo("src-other")
     server.commit_app("o1", repo=other_repo)
     result = server.push(app="other", repo=other_repo)   # app's lock is held meanwhile
     assert result.returncode == 0, result.stderr
-    os.unlink(gate)
-    assert paused.wait(120) == 0
+    paused.release()
+    assert paused.finish()[0] == 0
 
 
 # -- a deploy killed at each stage ---------------------------------------------
@@ -115,13 +90,12 @@ def test_deploy_killed_at_stage_keeps_serving_and_next_deploy_cleans_up(server, 
     v1 = server.commit_app("v1", extra={"setup": "#!/bin/sh\n:\n"})[:12]
     assert server.push().returncode == 0
     v2 = server.commit_app("v2")[:12]
-    gate = os.path.join(server.root, "gate")
     with LoadLoop(server.url("/"), ["v1", "v2", "v3"], clients=4) as load:
         load.wait_for(30)
-        push = start_push(server, stage, gate)
-        os.kill(paused_pid(gate), signal.SIGKILL)
-        out = push.communicate(timeout=60)[0]
-        assert push.returncode != 0, out          # the hook died: git refuses the push
+        push = server.paused_push(stage)
+        os.kill(push.reached(), signal.SIGKILL)
+        status, out = push.finish(60)
+        assert status != 0, out          # the hook died: git refuses the push
         live = v2 if stage in AFTER_SWITCH else v1
         assert os.readlink(server.app("app").live_socket) == f"app-{live}.socket"
         load.wait_for(load.total + 30)
@@ -143,7 +117,7 @@ def test_deploy_killed_while_setup_runs_leaves_no_setup_behind(server):
     server.commit_app("v2", extra={"setup": f"#!/bin/sh\necho $$ > {marker}.tmp\n"
                                             f"echo $PPID > {marker}.hook\nmv {marker}.tmp {marker}\n"
                                             "exec sleep 60\n"})
-    push = start_push(server)
+    push = server.start_push()
     wait_file(marker)
     setup_pid = int(open(marker).read())
     os.kill(int(open(marker + ".hook").read()), signal.SIGKILL)
@@ -161,13 +135,11 @@ def test_client_lost_before_switch_abandons_candidate(server, sig):
     v1 = server.commit_app("v1")[:12]
     assert server.push().returncode == 0
     server.commit_app("v2")
-    gate = os.path.join(server.root, "gate")
-    push = start_push(server, "probe", gate)
-    pid = paused_pid(gate)
-    os.kill(pid, sig)
-    os.unlink(gate)
-    out = push.communicate(timeout=60)[0]
-    assert push.returncode != 0
+    push = server.paused_push("probe")
+    os.kill(push.reached(), sig)
+    push.release()
+    status, out = push.finish(60)
+    assert status != 0
     assert f"interrupted by {sig.name}" in out
     assert server.get("/").text == "v1"
     assert server.vassal_inis() == [f"app-{v1}.ini"]
@@ -177,11 +149,10 @@ def test_client_lost_after_switch_still_finishes(server):
     server.commit_app("v1")
     assert server.push().returncode == 0
     v2 = server.commit_app("v2")[:12]
-    gate = os.path.join(server.root, "gate")
-    push = start_push(server, "retire", gate)
-    os.kill(paused_pid(gate), signal.SIGHUP)
-    os.unlink(gate)
-    push.communicate(timeout=60)
+    push = server.paused_push("retire")
+    os.kill(push.reached(), signal.SIGHUP)
+    push.release()
+    push.finish(60)
     assert server.get("/").text == "v2"
     assert_clean_layout(server, v2)
     with open(server.settings.log_file) as stream:
@@ -238,10 +209,9 @@ def test_emperor_restart_brings_back_one_vassal_per_app_and_no_candidate(server)
     v1 = server.commit_app("v1")[:12]
     assert server.push().returncode == 0
     server.commit_app("v2")
-    gate = os.path.join(server.root, "gate")
-    push = start_push(server, "reconfigure", gate)
-    os.kill(paused_pid(gate), signal.SIGKILL)        # leaves the candidate's ini behind
-    push.communicate(timeout=60)
+    push = server.paused_push("reconfigure")
+    os.kill(push.reached(), signal.SIGKILL)        # leaves the candidate's ini behind
+    push.finish(60)
     assert len(server.vassal_inis()) == 2
     kind, emperor = next((k, p) for k, p in server.processes if k == "emperor")
     emperor.send_signal(signal.SIGINT)

@@ -1,12 +1,10 @@
 """No request lost: continuous traffic through nginx across deploys."""
-import os
 import threading
 import time
 
 import pytest
 
 from load import LoadLoop
-from sandbox import wait_file
 from uwsgi_deploy.emperor import read_stats
 
 
@@ -38,12 +36,8 @@ def test_slow_request_on_old_version_completes(server):
     v1 = server.commit_app("v1")[:12]
     assert server.push().returncode == 0
     v2 = server.commit_app("v2")[:12]
-    gate = os.path.join(server.root, "gate")
-    push_result = {}
-    pusher = threading.Thread(target=lambda: push_result.update(
-        result=server.push(extra_env={"DEPLOY_TEST_PAUSE": f"switch:{gate}"})))
-    pusher.start()
-    wait_file(gate)                     # v2 is ready; the switch is next
+    push = server.paused_push("switch")
+    push.reached()                      # v2 is ready; the switch is next
     slow = {}
     started = time.monotonic()
     client = threading.Thread(target=lambda: slow.update(response=server.get("/slow", params="3")))
@@ -56,10 +50,10 @@ def test_slow_request_on_old_version_completes(server):
     while not v1_busy():
         assert time.monotonic() - started < 10, "the slow request never reached v1"
         time.sleep(0.01)
-    os.unlink(gate)                     # let the deploy switch and retire v1
-    pusher.join(60)
+    push.release()                      # let the deploy switch and retire v1
+    status, output = push.finish()
     client.join(60)
-    assert push_result["result"].returncode == 0, push_result["result"].stderr
+    assert status == 0, output
     assert (slow["response"].status_code, slow["response"].text) == (200, "v1")
     assert time.monotonic() - started >= 3
     assert server.get("/").text == "v2"
