@@ -4,7 +4,6 @@ import sys
 from . import DeployError
 
 EXIT_FAILURE = 1
-EXIT_USAGE = 2
 
 
 def run(prog, main, *args):

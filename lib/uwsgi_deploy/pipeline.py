@@ -5,7 +5,6 @@ refused any more (the new version is live), problems are reported instead."""
 import contextlib
 import os
 import signal
-import socket
 import sys
 import time
 
@@ -16,7 +15,7 @@ from .emperor import poke
 from .envfile import read_env_files
 from .links import remove_if_exists, switch_symlink
 from .lock import DeployLock
-from .probe import probe_once, wait_for_200
+from .probe import free_loopback_port, probe_once, wait_for_200
 from .recovery import sweep_app
 from .setup_script import make_executable, run_setup
 from .uwsgi_ini import expand_ini
@@ -102,12 +101,6 @@ class _Stage:
             self.reporter.say(f"{self.name} done ({took:.2f} s)")
         elif isinstance(error, DeployError) and not isinstance(error, StageFailed):
             raise StageFailed(self.name, str(error), getattr(error, "tail", ())) from None
-
-
-def free_loopback_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Deploy:

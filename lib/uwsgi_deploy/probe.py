@@ -15,6 +15,13 @@ RETRY_INTERVAL = 0.05   # seconds between attempts; a refused connect is cheap
 ATTEMPT_TIMEOUT = 5.0   # one request may not take longer than this
 
 
+def free_loopback_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 class ProbeResult:
     def __init__(self, ok, seen):
         self.ok = ok        # True when the answer was 200

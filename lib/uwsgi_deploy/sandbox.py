@@ -12,6 +12,7 @@ import time
 from .emperor import read_stats
 from .init import render_nginx_site
 from .layout import App
+from .probe import free_loopback_port as free_port  # noqa: F401  (tests and bench use it)
 from .settings import load
 
 BIN_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bin"))
@@ -35,12 +36,6 @@ http {{
 """
 # how each kind of process is asked to stop
 STOP_SIGNALS = {"emperor": signal.SIGINT, "nginx": signal.SIGQUIT}
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(predicate, timeout, what):
