@@ -106,3 +106,11 @@ def server(sandbox):
     sandbox.deploy_init("app")
     sandbox.start_nginx(["app"])
     return sandbox
+
+
+@pytest.fixture
+def busy_server(server):
+    """The test server with every setting at its default: the sandbox
+    shortens the post-switch watch for tests that are not about it."""
+    server.environ.pop("DEPLOY_WATCH", None)
+    return server

@@ -1,4 +1,5 @@
-"""A bounded request loop through nginx: several clients, counted results."""
+"""Bounded load through nginx: a fast request loop, slow requests that fill
+every worker of a small app at times, and a sampler that shows they did."""
 import collections
 import threading
 import time
@@ -68,3 +69,141 @@ class LoadLoop:
     def summary(self):
         return (f"{self.total} requests, statuses {dict(self.statuses)}, errors {dict(self.errors)}, "
                 f"versions {dict(self.versions)}")
+
+
+class SlowRequests:
+    """Starts one slow GET every `interval` seconds (at most `max_requests`,
+    until stopped), each in its own thread, so that with a fast LoadLoop
+    beside it every worker of a small app is busy at times. Every request is
+    waited for on exit and counted: statuses, errors, the version that
+    answered."""
+
+    def __init__(self, url, interval=2.0, max_requests=100, timeout=120):
+        self.url, self.interval, self.max_requests, self.timeout = url, interval, max_requests, timeout
+        self.statuses = collections.Counter()
+        self.errors = collections.Counter()
+        self.versions = collections.Counter()
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.requests = []
+        self.starter = threading.Thread(target=self.start_requests, daemon=True)
+
+    @property
+    def total(self):
+        return sum(self.statuses.values()) + sum(self.errors.values())
+
+    def start_requests(self):
+        while not self.stopping.is_set() and len(self.requests) < self.max_requests:
+            request = threading.Thread(target=self.one, daemon=True)
+            request.start()
+            self.requests.append(request)
+            self.stopping.wait(self.interval)
+
+    def one(self):
+        try:
+            response = requests.get(self.url, timeout=self.timeout)
+        except requests.RequestException as error:
+            with self.lock:
+                self.errors[type(error).__name__] += 1
+            return
+        with self.lock:
+            self.statuses[response.status_code] += 1
+            if response.status_code == 200:
+                self.versions[response.text] += 1
+
+    def __enter__(self):
+        self.starter.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.starter.join(60)
+        for request in self.requests:
+            request.join(self.timeout + 10)
+
+    def summary(self):
+        return (f"{self.total} slow requests, statuses {dict(self.statuses)}, errors {dict(self.errors)}, "
+                f"versions {dict(self.versions)}")
+
+
+class BusyWatcher:
+    """Samples the stats of whatever version an app's live socket points to,
+    so a test can show that its load really filled every worker with a slow
+    request at times (uWSGI's stats list each core's current request)."""
+
+    def __init__(self, app, slow_path="/slow", interval=0.05, max_seconds=900):
+        self.app, self.slow_path = app, slow_path
+        self.interval, self.max_seconds = interval, max_seconds
+        self.samples = self.all_slow_samples = 0
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.sample, daemon=True)
+
+    def serving_slow(self, worker):
+        return any(core.get("in_request") and f"PATH_INFO={self.slow_path}" in core.get("vars", [])
+                   for core in worker.get("cores", []))
+
+    def sample(self):
+        from uwsgi_deploy.emperor import read_stats
+        deadline = time.monotonic() + self.max_seconds
+        while not self.stopping.wait(self.interval) and time.monotonic() < deadline:
+            live = self.app.live_version()
+            workers = (read_stats(live.stats_socket, timeout=1.0) or {}).get("workers", []) if live else []
+            if workers:
+                self.samples += 1
+                self.all_slow_samples += all(self.serving_slow(w) for w in workers)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.thread.join(10)
+
+    def summary(self):
+        return f"every worker serving a slow request in {self.all_slow_samples} of {self.samples} samples"
+
+
+# An app with two workers, and slow requests longer than the default 3-s
+# watch, one started every 3 s: both workers serve slow requests at times.
+BUSY_INI = """[uwsgi]
+master = true
+processes = 2
+wsgi-file = app.py
+"""
+SLOW_SECONDS = 4
+SLOW_INTERVAL = 3
+FAST_CLIENTS = 6
+
+
+class BusyLoad:
+    """A fast loop and slow requests through nginx, both workers on slow
+    requests at times, and a sampler that shows it."""
+
+    def __init__(self, server, order, app="app"):
+        self.fast = LoadLoop(server.url("/"), order, clients=FAST_CLIENTS, max_seconds=600,
+                             max_requests=500000)
+        self.slow = SlowRequests(server.url(f"/slow?{SLOW_SECONDS}"), interval=SLOW_INTERVAL,
+                                 max_requests=200)
+        self.busy = BusyWatcher(server.app(app))
+
+    def __enter__(self):
+        for part in (self.fast, self.slow, self.busy):
+            part.__enter__()
+        self.fast.wait_for(100)
+        return self
+
+    def __exit__(self, *exc):
+        for part in (self.busy, self.slow, self.fast):
+            part.__exit__(*exc)
+
+    def settle(self):
+        """Let the load run on for another 100 fast requests."""
+        self.fast.wait_for(self.fast.total + 100)
+
+    def assert_nothing_lost(self):
+        for part in (self.fast, self.slow, self.busy):
+            print(part.summary())
+        assert self.fast.errors == {} and set(self.fast.statuses) == {200}, self.fast.summary()
+        assert self.slow.errors == {} and set(self.slow.statuses) == {200}, self.slow.summary()
+        assert self.slow.total > 0

@@ -1,7 +1,9 @@
 """One deploy: checkout, env, setup, expand, probe, reconfigure, switch,
-retire, link. Each stage is a method; a failure before the switch removes the
-candidate and leaves the live version serving; after the switch nothing is
-refused any more (the new version is live), problems are reported instead."""
+watch, retire, link. Each stage is a method. A failure before the switch
+removes the candidate (it never served) and leaves the live version serving.
+After the switch only the watch can still refuse the push: it switches back
+and lets the new version finish what it accepted; any later problem is
+reported, and the new version stays live."""
 import contextlib
 import os
 import signal
@@ -15,18 +17,17 @@ from .emperor import poke
 from .envfile import read_env_files
 from .links import remove_if_exists, switch_symlink
 from .lock import DeployLock
-from .probe import free_loopback_port, probe_once, wait_for_200
+from .health import watch_health
+from .probe import free_loopback_port, wait_for_200
 from .recovery import sweep_app
 from .setup_script import make_executable, run_setup
 from .uwsgi_ini import expand_ini
-from .vassal import (describe_change, died_while_starting, fingerprint, log_tail,
-                     remove_vassal, retire_vassal,
+from .vassal import (died_while_starting, log_tail, remove_vassal, retire_vassal,
                      wait_drained, wait_vassal_gone, wait_workers_accepting,
                      write_vassal_ini)
 
 
 CANDIDATE_GRACE = 2.0   # seconds a failed candidate gets to stop by itself
-WATCH_INTERVAL = 0.1    # seconds between looks at a version just switched in
 LOCK_HANDOVER_TIMEOUT = 30   # seconds the lock waits for git to update the branch
 INTERRUPTS = (signal.SIGHUP, signal.SIGPIPE, signal.SIGINT, signal.SIGTERM)
 
@@ -159,14 +160,17 @@ class Deploy:
             except DeployError as error:
                 self.abandoning = True
                 self.abandon_candidate()
-                self.refuse(error, previous)
+                self.report_failure(error)
+                self.report_not_deployed(previous)
                 raise
             self.switch()
             try:
                 self.watch()
             except DeployError as error:
                 self.switch_back(previous)
-                self.refuse(error, previous)
+                self.report_failure(error)
+                self.retire_served(self.version)
+                self.report_not_deployed(previous)
                 raise
             self.retire(previous)
             self.link()
@@ -175,7 +179,8 @@ class Deploy:
         self.report.line(self.summary())
         return previous
 
-    def refuse(self, error, previous):
+    def report_failure(self, error):
+        """The failed stage and why, with the lines that tell more."""
         stage = getattr(error, "stage", "deploy")
         reason = getattr(error, "reason", str(error))
         self.report.warn(f"{stage}: {reason}")
@@ -184,6 +189,8 @@ class Deploy:
             self.report.warn(f"last {len(tail)} lines of {'setup output' if stage == 'setup' else 'the vassal log'}:")
             for line in tail:
                 self.report.warn("  " + line)
+
+    def report_not_deployed(self, previous):
         still = f"{previous.name} is still live" if previous else "no version was live"
         self.report.warn(f"{self.version.name} not deployed; {still}")
 
@@ -317,43 +324,41 @@ class Deploy:
             self.switched = True
 
     def watch(self):
-        """Keep an eye on the new version for a while after the switch, the old
-        one still running: /ping must keep answering 200 on the live socket,
-        and no worker or the vassal itself may die and be respawned."""
+        """For DEPLOY_WATCH seconds after the switch, the old version still
+        running, judge the new one's health (see health.py): a busy version
+        passes, a broken one is switched back."""
         if self.settings.watch <= 0:
             return
         with self.report.stage("watch", f"Watching {self.version.name} for {self.settings.watch:g} s"):
-            before = fingerprint(self.settings, self.version)
-            deadline = time.monotonic() + self.settings.watch
-            while time.monotonic() < deadline:
-                result = probe_once("unix:" + self.version.socket, self.settings.ping_path,
-                                    timeout=max(0.1, min(2.0, deadline - time.monotonic())))
-                now = fingerprint(self.settings, self.version)
-                if now != before:
-                    raise DeployError(describe_change(before, now))
-                if not result.ok:
-                    raise DeployError(f"GET {self.settings.ping_path} answered {result.seen} after going live")
-                time.sleep(WATCH_INTERVAL)
+            watch_health(self.settings, self.version, self.settings.watch, self.report.say)
 
     def switch_back(self, previous):
-        """The watch failed: traffic goes back to the previous version (or, on a
-        first deploy, nowhere, as before), and the new vassal is removed."""
+        """The watch failed: traffic goes back to the previous version at once
+        (or, on a first deploy, nowhere, as before). The new version has served
+        requests, so it is then retired like any old version (retire_served):
+        no request that reached it is cut."""
         self.abandoning = True
         if previous is not None:
             switch_symlink(self.app.live_socket, previous.socket)
             self.report.warn(f"switched back to {previous.name}")
         else:
             remove_if_exists(self.app.live_socket)
-        self.abandon_candidate()
+
+    def retire_served(self, version):
+        """Remove a version that took traffic, once its queue is empty and no
+        worker is busy (at most DEPLOY_DRAIN_TIMEOUT); the Emperor stops it
+        gracefully, so a request still running finishes."""
+        self.report.say(f"letting {version.name} finish the requests it accepted")
+        if not wait_drained(version, self.settings.drain_timeout):
+            self.report.warn(f"{version.name} still busy after {self.settings.drain_timeout:g} s; "
+                             "stopping it gracefully")
+        retire_vassal(version)
 
     def retire(self, previous):
         if previous is None or previous == self.version:
             return
         with self.report.stage("retire", f"Retiring {previous.name}"):
-            if not wait_drained(previous, self.settings.drain_timeout):
-                self.report.warn(f"{previous.name} still busy after {self.settings.drain_timeout:g} s; "
-                                 "stopping it gracefully")
-            retire_vassal(previous)
+            self.retire_served(previous)
 
     def link(self):
         with self.report.stage("link", f"Linking {self.app.home_link}"):

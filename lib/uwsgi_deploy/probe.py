@@ -3,6 +3,7 @@
 Targets are `http://HOST:PORT` (spoken with requests) or `unix:/path` (spoken
 in the uwsgi protocol, which is what nginx's uwsgi_pass sends to the socket).
 """
+import select
 import socket
 import struct
 import time
@@ -55,33 +56,87 @@ def _status_from_response(head):
     return None
 
 
-def get_unix(socket_path, path, timeout):
-    """One uwsgi-protocol GET over a unix socket; returns a ProbeResult."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        sock.connect(socket_path)
-        sock.sendall(uwsgi_packet(path))
-        head = b""
-        while b"\n" not in head:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            head += chunk
-    except FileNotFoundError:
-        return ProbeResult(False, "no socket")
-    except ConnectionRefusedError:
-        return ProbeResult(False, "refused")
-    except socket.timeout:
-        return ProbeResult(False, "timeout")
-    except OSError as err:
-        return ProbeResult(False, err.strerror or str(err))
-    finally:
-        sock.close()
+QUEUE_FULL = "queue full"   # the listen queue had no room: busy, not broken
+
+
+class PendingPing:
+    """One uwsgi-protocol GET over a unix socket, sent at once and answered
+    whenever the version gets to it. poll() never blocks, so a watcher can
+    look at other things while a busy version keeps the request queued."""
+
+    def __init__(self, socket_path, path, connect_timeout=ATTEMPT_TIMEOUT):
+        self.started = time.monotonic()
+        self.head = b""
+        self.result = None
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(connect_timeout)
+        try:
+            self.sock.connect(socket_path)
+            self.sock.sendall(uwsgi_packet(path))
+            self.sock.setblocking(False)
+        except OSError as err:
+            self._finish(ProbeResult(False, _failure(err)))
+
+    @property
+    def age(self):
+        return time.monotonic() - self.started
+
+    def poll(self):
+        """The ProbeResult once the status line (or a failure) is in, else None."""
+        while self.result is None:
+            try:
+                chunk = self.sock.recv(4096)
+            except BlockingIOError:
+                return None
+            except OSError as err:
+                return self._finish(ProbeResult(False, _failure(err)))
+            self.head += chunk
+            if not chunk or b"\n" in self.head:
+                self._finish(_result_from_head(self.head))
+        return self.result
+
+    def wait(self, timeout):
+        """Block until the answer, at most timeout seconds after it was sent."""
+        deadline = self.started + timeout
+        while self.poll() is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return self._finish(ProbeResult(False, "timeout"))
+            select.select([self.sock], [], [], remaining)
+        return self.result
+
+    def _finish(self, result):
+        self.result = result
+        self.sock.close()
+        return result
+
+    def close(self):
+        self.sock.close()
+
+
+def _failure(err):
+    """What a failed connect/send/recv is called in messages."""
+    if isinstance(err, FileNotFoundError):
+        return "no socket"
+    if isinstance(err, ConnectionRefusedError):
+        return "refused"
+    if isinstance(err, socket.timeout):
+        return "timeout"
+    if isinstance(err, BlockingIOError):   # EAGAIN from connect: the backlog is full
+        return QUEUE_FULL
+    return err.strerror or str(err)
+
+
+def _result_from_head(head):
     status = _status_from_response(head)
     if status is None:
         return ProbeResult(False, "no HTTP answer" if not head else "bad answer")
     return ProbeResult(status == 200, f"status {status}")
+
+
+def get_unix(socket_path, path, timeout):
+    """One uwsgi-protocol GET over a unix socket; returns a ProbeResult."""
+    return PendingPing(socket_path, path, connect_timeout=timeout).wait(timeout)
 
 
 def get_http(base_url, path, timeout, session=None):

@@ -83,24 +83,6 @@ def wait_workers_accepting(version, timeout):
     return False
 
 
-def fingerprint(settings, version):
-    """Who serves for the version: its master's pid (from the Emperor) and its
-    workers' pids. Any change means something died and was respawned."""
-    state = vassal_state(read_stats(settings.emperor_stats), os.path.basename(version.vassal_ini))
-    stats = read_stats(version.stats_socket, timeout=1.0)
-    workers = tuple((w.get("id"), w.get("pid")) for w in (stats or {}).get("workers", []))
-    return (state or {}).get("pid"), workers
-
-
-def describe_change(before, after):
-    if after[0] != before[0]:
-        return "its vassal died" if after[0] is None else "its vassal died and was respawned"
-    if not after[1]:
-        return "its stats stopped answering (the vassal is gone)"
-    respawned = [str(wid) for (wid, pid) in after[1] if (wid, pid) not in before[1]]
-    return f"worker {', '.join(respawned)} crashed and was respawned"
-
-
 def is_drained(stats):
     return stats is None or (stats.get("listen_queue", 0) == 0 and not any(
         worker.get("status") == "busy" for worker in stats.get("workers", [])))
