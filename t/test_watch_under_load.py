@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from load import BUSY_INI, SLOW_SECONDS, BusyLoad
+from load import BUSY_INI, SLOW_SECONDS, BusyLoad, LoadLoop
 
 
 @pytest.mark.parametrize("ini", [BUSY_INI, BUSY_INI + "threads = 2\n"], ids=["processes", "threads"])
@@ -142,3 +142,37 @@ def test_worker_dying_after_switch_is_switched_back_losing_nothing(busy_server):
     load.assert_nothing_lost()
     assert load.fast.versions["v2"] > 0
     assert server.get("/").text == "v1"
+
+
+# /ping stops answering (for 8 s) once the version has served a request
+PING_HANGS_ONCE_SERVING = '''import os, time
+from app_base import application as base
+
+FLAG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "served")
+
+
+def application(environ, start_response):
+    if environ.get("PATH_INFO") == "/ping":
+        if os.path.exists(FLAG):
+            time.sleep(8)
+    else:
+        open(FLAG, "w").close()
+    return base(environ, start_response)
+'''
+
+
+def test_ping_hanging_for_the_probe_timeout_is_broken(busy_server):
+    """The one case where waiting is a fault: no answer within
+    DEPLOY_PROBE_TIMEOUT. The hung worker keeps the version busy past
+    DEPLOY_DRAIN_TIMEOUT, so it is stopped gracefully anyway."""
+    server = busy_server
+    v1 = server.commit_app("v1", extra={"uwsgi.ini": BUSY_INI})[:12]
+    assert server.push().returncode == 0
+    v2 = commit_broken(server, "v2", PING_HANGS_ONCE_SERVING)
+    with LoadLoop(server.url("/"), ["v1", "v2"], clients=2) as load:
+        load.wait_for(50)
+        result = server.push(extra_env={"DEPLOY_PROBE_TIMEOUT": "2", "DEPLOY_DRAIN_TIMEOUT": "1"})
+        load.wait_for(load.total + 50)
+    refused_and_switched_back(server, result, v1, v2, "GET /ping got no answer for 2 s (DEPLOY_PROBE_TIMEOUT)")
+    assert f"app-{v2} still busy after 1 s; stopping it gracefully" in result.stderr
+    assert load.errors == {} and set(load.statuses) == {200}, load.summary()
