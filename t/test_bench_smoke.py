@@ -12,13 +12,17 @@ def test_quick_benchmark_runs_and_reports(world):
     result = subprocess.run([os.path.join(ROOT, "bench", "deploy"), "--quick", "--json", out],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
-    for heading in ("push wall time over 2 pushes", "reconfigure", "floor:", "uwsgi-deploy pushes",
-                    "in-place reload", "scaling:"):
+    for heading in ("push wall time over 2 pushes", "reconfigure", "outside the stages", "floor:",
+                    "after the push began", "pushes, default settings", "switch-backs, default settings",
+                    "pushes, DEPLOY_WATCH=0", "in-place reloads", "scaling:"):
         assert heading in result.stdout
     figures = json.load(open(out))
     assert figures["speed"]["wall"]["median"] > 0
-    assert set(figures["speed"]["stages"]) >= {"checkout", "probe", "reconfigure", "switch", "retire"}
-    deploys = figures["deploys"]
-    assert deploys["requests"] > 0 and deploys["deploys"] == 2
-    assert (deploys["non_2xx"], deploys["socket_errors"], deploys["slow_failures"]) == (0, 0, 0)
+    assert set(figures["speed"]["stages"]) >= {"checkout", "probe", "switch", "retire"}
+    assert "reconfigure" in figures["speed_http"]["stages"]
+    assert 0 < figures["speed_default_watch"]["live_at"]["median"] < figures["speed_default_watch"]["wall"]["median"]
+    for row in ("deploys", "switch_backs", "deploys_watch_off"):
+        deploys = figures[row]
+        assert deploys["requests"] > 0 and deploys["deploys"] == (1 if row == "switch_backs" else 2)
+        assert (deploys["non_2xx"], deploys["socket_errors"], deploys["slow_failures"]) == (0, 0, 0), row
     assert figures["baseline"]["requests"] > 0

@@ -89,6 +89,8 @@ AFTER_SWITCH = {"watch", "retire", "link", "log"}
 @pytest.mark.parametrize("stage", STAGES)
 def test_deploy_killed_at_stage_keeps_serving_and_next_deploy_cleans_up(busy_server, stage):
     server = busy_server
+    if stage == "reconfigure":      # a stage of DEPLOY_PROBE_VIA=http only
+        server.environ["DEPLOY_PROBE_VIA"] = "http"
     revs = {"v1": server.commit_app("v1", extra={"setup": "#!/bin/sh\n:\n", "uwsgi.ini": BUSY_INI})[:12]}
     assert server.push().returncode == 0
     revs["v2"] = server.commit_app("v2", extra={"uwsgi.ini": BUSY_INI})[:12]
@@ -212,7 +214,7 @@ def test_emperor_restart_brings_back_one_vassal_per_app_and_no_candidate(server)
     v1 = server.commit_app("v1")[:12]
     assert server.push().returncode == 0
     server.commit_app("v2")
-    push = server.paused_push("reconfigure")
+    push = server.paused_push("switch")
     os.kill(push.reached(), signal.SIGKILL)        # leaves the candidate's ini behind
     push.finish(60)
     assert len(server.vassal_inis()) == 2

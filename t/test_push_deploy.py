@@ -1,6 +1,9 @@
 """git push deploys: a real Emperor, a real nginx, a real git client."""
 import os
+import re
 import stat
+
+from uwsgi_deploy.emperor import read_stats
 
 
 def deploy_log_lines(server):
@@ -38,7 +41,8 @@ def test_push_output_names_each_stage_and_duration(server):
     assert "remote: building" in out                       # live setup output
     assert "setup done (" in out and "probe done (" in out  # durations
     last = [line for line in out.splitlines() if line.startswith("remote: ")][-1]
-    assert " is live (" in last and ", setup " in last
+    assert re.search(r" is live: serving \d+\.\d\d s into the deploy, then watched it \d+\.\d s "
+                     r"\(\d+\.\d s in all, setup \d+\.\d s\)", last), last
 
 
 def test_second_push_moves_traffic_and_retires_old_vassal(server):
@@ -204,24 +208,68 @@ def test_a_local_push_by_another_user_deploys_into_the_repos_home(server):
     assert os.listdir(elsewhere) == []
 
 
-def test_probe_via_socket_starts_on_the_socket_without_reload(server):
+def tcp_listeners(pids):
+    """TCP ports the processes `pids` listen on (from /proc)."""
+    inodes = set()
+    for pid in pids:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in open(table).read().splitlines()[1:]:
+            fields = row.split()
+            if fields[3] == "0A" and fields[9] in inodes:      # 0A: LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def test_default_push_starts_on_the_socket_and_never_opens_a_tcp_port(server):
     server.commit_app("v1")
-    assert server.push(extra_env={"DEPLOY_PROBE_VIA": "socket"}).returncode == 0
+    assert server.push().returncode == 0
     v2 = server.commit_app("v2")[:12]
-    result = server.push(extra_env={"DEPLOY_PROBE_VIA": "socket"})
-    assert result.returncode == 0, result.stderr
-    assert "Moving " not in result.stderr and "-----> Probing" in result.stderr
-    assert server.get("/").text == "v2"
-    with open(server.app("app").version(v2).vassal_ini) as stream:
+    version = server.app("app").version(v2)
+    push = server.paused_push("switch")      # the candidate runs, probed, not yet live
+    push.reached()
+    with open(version.vassal_ini) as stream:
         ini = stream.read()
-    assert "http-socket" not in ini and f"socket = {server.settings.run_dir}/app-{v2}.socket" in ini
-    assert "(RE)spawned" not in open(server.app("app").version(v2).log).read()   # no reload
+    assert f"socket = {version.socket}" in ini and "http" not in ini and "127.0.0.1" not in ini
+    master = next(v["pid"] for v in read_stats(server.settings.emperor_stats)["vassals"]
+                  if v["id"] == f"app-{v2}.ini")
+    workers = [w["pid"] for w in read_stats(version.stats_socket)["workers"]]
+    assert len(workers) == 4 and tcp_listeners([master, *workers]) == set()
+    push.release()
+    status, output = push.finish()
+    assert status == 0, output
+    assert "Moving " not in output and "-----> Probing" in output
+    assert server.get("/").text == "v2"
+    assert "(RE)spawned" not in open(version.log).read()   # no reload
 
 
-def test_probe_via_socket_failure_leaves_live_version_alone(server):
+def test_probe_via_http_listens_on_loopback_then_moves_to_the_socket(server):
+    server.environ["DEPLOY_PROBE_VIA"] = "http"
+    server.commit_app("v1")
+    assert server.push().returncode == 0
+    v2 = server.commit_app("v2")[:12]
+    version = server.app("app").version(v2)
+    push = server.paused_push("reconfigure")
+    push.reached()
+    with open(version.vassal_ini) as stream:
+        assert "http-socket = 127.0.0.1:" in stream.read()
+    push.release()
+    status, output = push.finish()
+    assert status == 0, output
+    assert "-----> Moving " in output and server.get("/").text == "v2"
+    with open(version.vassal_ini) as stream:
+        ini = stream.read()
+    assert f"socket = {version.socket}" in ini and "http-socket" not in ini
+
+
+def test_probe_failure_on_the_socket_leaves_live_version_alone(server):
     v1 = server.commit_app("v1")[:12]
     assert server.push().returncode == 0
     server.commit_app("v2", ping_status=500)
-    result = server.push(extra_env={"DEPLOY_PROBE_VIA": "socket", "DEPLOY_PROBE_TIMEOUT": "2"})
+    result = server.push(extra_env={"DEPLOY_PROBE_TIMEOUT": "2"})
     assert_refused_and_v1_serves(server, result, "probe", v1)
     assert "(last: status 500)" in result.stderr

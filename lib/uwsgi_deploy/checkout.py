@@ -6,8 +6,6 @@ the app never do (clean_environ)."""
 import os
 import shutil
 
-import sh
-
 from . import DeployError
 
 ZERO_COMMIT = "0" * 40
@@ -18,14 +16,22 @@ def clean_environ(environ):
     return {k: v for k, v in environ.items() if not k.startswith("GIT_")}
 
 
+def _sh():
+    """The sh module, imported only when a command runs: its import costs
+    tens of milliseconds that a tool running no command should not pay."""
+    import sh
+    return sh
+
+
 def _last_line(err):
-    if isinstance(err, sh.ErrorReturnCode):
+    if isinstance(err, _sh().ErrorReturnCode):
         lines = err.stderr.decode(errors="replace").strip().splitlines()
         return lines[-1] if lines else f"exit status {err.exit_code}"
     return str(err)
 
 
 def git(git_dir, *args):
+    sh = _sh()
     try:
         return str(sh.git("--git-dir", git_dir, *args)).strip()
     except sh.ErrorReturnCode as err:
@@ -42,6 +48,7 @@ def deploy_branch_ref(git_dir, configured):
 def export_tree(git_dir, commit, destination):
     """Write commit's tree (no .git) to destination, all or nothing: extracted
     into a temporary sibling, then renamed into place."""
+    sh = _sh()
     parent, name = os.path.split(destination)
     temporary = os.path.join(parent, f".{name}.tmp-{os.getpid()}")
     shutil.rmtree(temporary, ignore_errors=True)

@@ -195,10 +195,15 @@ class Deploy:
         self.report.warn(f"{self.version.name} not deployed; {still}")
 
     def summary(self):
+        """The last line: when the new version took traffic (the switch) and,
+        with a watch, that the push returned only after watching it."""
         total = time.monotonic() - self.started
         setup = self.report.durations.get("setup")
         extra = f", setup {setup:.1f} s" if setup is not None else ""
-        return f"-----> {self.version.name} is live ({total:.1f} s{extra})"
+        watched = self.report.durations.get("watch")
+        after = f", then watched it {watched:.1f} s" if watched is not None else ""
+        return (f"-----> {self.version.name} is live: serving {self.live_at - self.started:.2f} s into "
+                f"the deploy{after} ({total:.1f} s in all{extra})")
 
     # -- before the switch: any failure leaves the live version alone --------
     def checkout(self):
@@ -266,9 +271,9 @@ class Deploy:
                                  ("stats", self.version.stats_socket), listen])
 
     def probe(self):
-        """Start the candidate where the probe can reach it: a free loopback
-        HTTP port (the default), or straight on its unix socket with
-        DEPLOY_PROBE_VIA=socket, which saves the reload of the next stage."""
+        """Start the candidate where the probe can reach it: straight on its
+        unix socket (the default), or with DEPLOY_PROBE_VIA=http on a free
+        loopback HTTP port, which costs the reload of the next stage."""
         with self.report.stage("probe", f"Probing {self.version.name} for {self.settings.ping_path}"):
             for directory in (self.settings.vassals_dir, self.settings.run_dir, self.settings.log_dir):
                 os.makedirs(directory, exist_ok=True)
@@ -320,8 +325,9 @@ class Deploy:
     # -- the switch and after: the new version is live -----------------------
     def switch(self):
         with self.report.stage("switch", f"Switching {self.app.live_socket} to {self.version.name}"):
+            self.switched = True     # first: a signal from here on must not abandon it
             switch_symlink(self.app.live_socket, self.version.socket)
-            self.switched = True
+            self.live_at = time.monotonic()
 
     def watch(self):
         """For DEPLOY_WATCH seconds after the switch, the old version still

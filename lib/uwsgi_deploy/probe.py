@@ -8,8 +8,6 @@ import socket
 import struct
 import time
 
-import requests
-
 from . import DeployError
 
 RETRY_INTERVAL = 0.05   # seconds between attempts; a refused connect is cheap
@@ -140,6 +138,7 @@ def get_unix(socket_path, path, timeout):
 
 
 def get_http(base_url, path, timeout, session=None):
+    import requests   # here, not at the top: only an HTTP probe pays for it
     try:
         response = (session or requests).get(base_url.rstrip("/") + path, timeout=timeout,
                                              allow_redirects=False)
@@ -173,7 +172,10 @@ def wait_for_200(target, path="/ping", timeout=30.0, alive=None):
     """
     check_target(target)
     deadline = time.monotonic() + timeout
-    session = requests.Session() if not target.startswith("unix:") else None
+    session = None
+    if not target.startswith("unix:"):
+        import requests
+        session = requests.Session()
     while True:
         remaining = deadline - time.monotonic()
         result = probe_once(target, path, max(0.05, min(ATTEMPT_TIMEOUT, remaining)), session)

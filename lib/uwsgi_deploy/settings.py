@@ -38,8 +38,9 @@ SETTINGS = (
     Setting("branch", "", str, "branch that deploys (empty: the one the bare repo's HEAD names)"),
     Setting("ping_path", "/ping", str, "path that must answer 200"),
     Setting("probe_timeout", "30", float, "seconds for a new version to answer the probe"),
-    Setting("probe_via", "http", str,
-            "http: probe on a loopback HTTP port, then reload onto the socket; socket: start on it"),
+    Setting("probe_via", "socket", str,
+            "socket: start the new version on its unix socket and probe there; "
+            "http: probe on a loopback HTTP port first, then reload onto the socket (~1 s more)"),
     Setting("ready_timeout", "30", float, "seconds for the unix socket to answer after reconfigure"),
     Setting("setup_timeout", "1800", float, "seconds the setup script may run"),
     Setting("drain_timeout", "30", float, "seconds to let the old version finish its requests"),
