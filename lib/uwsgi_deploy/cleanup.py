@@ -76,7 +76,7 @@ class Cleanup:
             return "previous (rollback target)"
         if state.deploy_running and version == state.deploying:
             return "being deployed"
-        if os.path.exists(version.vassal_ini):
+        if any(os.path.exists(run.vassal_ini) for run in self.runs(version)):
             return "has a vassal"
         if state.deploy_running and state.deploying is None and not state.is_logged(version):
             return f"not in deploy.log while the deploy lock is held ({state.holder})"
@@ -119,23 +119,34 @@ class Cleanup:
         except OSError as err:
             raise DeployError(f"cannot remove {version.name}: {err.filename}: {err.strerror}") from None
 
-    def remove_files(self, version):
-        remove_if_exists(version.log)
-        if not os.path.exists(version.vassal_ini):
-            remove_if_exists(version.socket)
-            remove_if_exists(version.stats_socket)
-
-    def remove_orphans(self, on_disk):
-        """Logs and sockets of versions whose directory is gone."""
+    def runs_with_files(self):
+        """Every run (APP-<rev>, or APP-<rev>.N after restarts) that has a log or
+        a socket, by run name."""
         settings = self.app.settings
-        found = set()
+        found = {}
         for directory, suffixes in ((settings.log_dir, (".log",)), (settings.run_dir, (".socket", ".stats"))):
             for entry in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
                 for suffix in suffixes:
-                    version = entry.endswith(suffix) and self.app.version_from_name(entry[:-len(suffix)])
-                    if version and version not in on_disk:
-                        found.add(version)
-        for version in sorted(found, key=lambda v: v.name):
+                    run = entry.endswith(suffix) and self.app.run_from_name(entry[:-len(suffix)])
+                    if run:
+                        found[run.run_name] = run
+        return found
+
+    def runs(self, version):
+        """version's runs that left files, and the version itself."""
+        return [version] + [run for run in self.runs_with_files().values() if run == version and run.run]
+
+    def remove_files(self, version):
+        for run in self.runs(version):
+            remove_if_exists(run.log)
+            if not os.path.exists(run.vassal_ini):
+                remove_if_exists(run.socket)
+                remove_if_exists(run.stats_socket)
+
+    def remove_orphans(self, on_disk):
+        """Logs and sockets of versions whose directory is gone."""
+        found = {run.name: run.restart(0) for run in self.runs_with_files().values() if run not in on_disk}
+        for version in sorted(found.values(), key=lambda v: v.name):
             if self.protected(version) is None:
                 if self.act(f"{version.name}: its log and sockets (the version is no longer on disk)"):
                     self.remove_files(version)

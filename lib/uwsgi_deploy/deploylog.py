@@ -4,7 +4,8 @@
 
 The first two fields are the seed's format; the rest are key=value fields a
 script can parse. `via` is push, deploy-version, rollback (deploy-version
---previous) or auto-rollback (a failed post-switch watch). Each line is
+--previous), config (a restart for deploy-config: `previous` then names the
+version before the restarted one) or auto-rollback (a failed post-switch watch). Each line is
 written with one write(2) on an O_APPEND descriptor, so lines of deploys
 running at the same time never interleave."""
 import datetime

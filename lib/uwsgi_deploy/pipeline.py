@@ -15,6 +15,7 @@ from .deploylog import append_entry, known_commit
 from .checkout import clean_environ, deploy_dir, export_tree, inside
 from .emperor import poke
 from .envfile import read_env_files
+from .inventory import History
 from .links import remove_if_exists, switch_symlink
 from .lock import DeployLock
 from .health import watch_health
@@ -106,13 +107,17 @@ class _Stage:
 
 class Deploy:
     """Deploy `version` of an app. source is ("git", git_dir, commit) for a push
-    or ("dir", None, None) for a version already on disk."""
+    or ("dir", None, None) for a version already on disk. With restart, the
+    version live when the lock is taken starts again as its next run (a
+    configuration change), without setup."""
 
     def __init__(self, settings, version, how, source, environ=None, reporter=None, run_setup=True,
-                 precondition=None, hold_lock_until=None):
+                 precondition=None, hold_lock_until=None, restart=False, on_refused=None):
         self.settings, self.version, self.app = settings, version, version.app
-        self.how, self.source, self.run_setup = how, source, run_setup
+        self.how, self.source, self.run_setup = how, source, run_setup and not restart
+        self.restart = restart
         self.precondition = precondition   # checked once the lock is held
+        self.on_refused = on_refused       # called, lock held, when the deploy is refused
         self.hold_lock_until = hold_lock_until   # after success, the lock outlives us until this
         self.environ = clean_environ(os.environ if environ is None else environ)
         self.report = reporter or Reporter()
@@ -144,8 +149,10 @@ class Deploy:
         with DeployLock(self.app.lock_file, self.settings.lock_timeout, holder, self.report.say) as lock:
             if self.precondition:
                 self.precondition()
-            previous = self.previous = self.app.live_version()
-            if previous == self.version and os.path.exists(self.version.vassal_ini):
+            previous = self.previous = self.logged_previous = self.app.live_version()
+            if self.restart:
+                self.restart_live(previous)
+            elif previous == self.version and os.path.exists(previous.vassal_ini):
                 self.report.line(f"-----> {self.version.name} is already live")
                 return previous
             sweep_app(self.settings, self.app, self.report.say)
@@ -191,8 +198,20 @@ class Deploy:
                 self.report.warn("  " + line)
 
     def report_not_deployed(self, previous):
-        still = f"{previous.name} is still live" if previous else "no version was live"
-        self.report.warn(f"{self.version.name} not deployed; {still}")
+        still = f"{previous.run_name} is still live" if previous else "no version was live"
+        self.report.warn(f"{self.version.run_name} not deployed; {still}")
+        if self.on_refused:
+            self.on_refused()
+
+    def restart_live(self, live):
+        """The live version (whichever it is now) runs again, beside the running
+        one, under its next run name; deploy.log keeps naming the version before
+        it as the rollback target."""
+        if live is None:
+            raise DeployError(f"nothing of {self.app.name} is live to restart")
+        self.version = live.restart()
+        self.logged_previous = History(self.app).previous_version(live)
+        self.report.line(f"-----> Restarting {live.name} as {self.version.run_name}, beside {live.run_name}")
 
     def summary(self):
         """The last line: when the new version took traffic (the switch) and,
@@ -202,7 +221,7 @@ class Deploy:
         extra = f", setup {setup:.1f} s" if setup is not None else ""
         watched = self.report.durations.get("watch")
         after = f", then watched it {watched:.1f} s" if watched is not None else ""
-        return (f"-----> {self.version.name} is live: serving {self.live_at - self.started:.2f} s into "
+        return (f"-----> {self.version.run_name} is live: serving {self.live_at - self.started:.2f} s into "
                 f"the deploy{after} ({total:.1f} s in all{extra})")
 
     # -- before the switch: any failure leaves the live version alone --------
@@ -234,8 +253,7 @@ class Deploy:
 
     def read_env(self):
         with self.report.stage("env", "Reading environment"):
-            paths = [p for p in (self.deploy_file("environment.sh", "env"), self.settings.env_file)
-                     if p and os.path.exists(p)]
+            paths = self.app.env_files(self.deploy_file("environment.sh", "env"))
             entries = read_env_files(paths, self.environ, warn=self.report.warn)
             names = ", ".join(entries) or "none"
             self.report.say(f"variables from {', '.join(paths) or 'no file'}: {names}")
@@ -246,7 +264,8 @@ class Deploy:
         if script is None:
             return
         if not self.run_setup:
-            self.report.line("-----> Skipping setup (--no-setup)")
+            why = "a restart keeps the version's files" if self.restart else "--no-setup"
+            self.report.line(f"-----> Skipping setup ({why})")
             return
         with self.report.stage("setup", "Running setup"):
             make_executable(script)
@@ -274,7 +293,7 @@ class Deploy:
         """Start the candidate where the probe can reach it: straight on its
         unix socket (the default), or with DEPLOY_PROBE_VIA=http on a free
         loopback HTTP port, which costs the reload of the next stage."""
-        with self.report.stage("probe", f"Probing {self.version.name} for {self.settings.ping_path}"):
+        with self.report.stage("probe", f"Probing {self.version.run_name} for {self.settings.ping_path}"):
             for directory in (self.settings.vassals_dir, self.settings.run_dir, self.settings.log_dir):
                 os.makedirs(directory, exist_ok=True)
             # a retired incarnation of this version may still be finishing requests
@@ -293,7 +312,7 @@ class Deploy:
         """Rewrite the vassal to listen on its unix socket; the Emperor reloads it."""
         if self.settings.probe_via == "socket":
             return   # it has listened there from the start
-        with self.report.stage("reconfigure", f"Moving {self.version.name} to its socket"):
+        with self.report.stage("reconfigure", f"Moving {self.version.run_name} to its socket"):
             self.start_candidate(("socket", self.version.socket), "unix:" + self.version.socket,
                                  self.settings.ready_timeout, first_start=False)
 
@@ -324,7 +343,7 @@ class Deploy:
 
     # -- the switch and after: the new version is live -----------------------
     def switch(self):
-        with self.report.stage("switch", f"Switching {self.app.live_socket} to {self.version.name}"):
+        with self.report.stage("switch", f"Switching {self.app.live_socket} to {self.version.run_name}"):
             self.switched = True     # first: a signal from here on must not abandon it
             switch_symlink(self.app.live_socket, self.version.socket)
             self.live_at = time.monotonic()
@@ -335,7 +354,7 @@ class Deploy:
         passes, a broken one is switched back."""
         if self.settings.watch <= 0:
             return
-        with self.report.stage("watch", f"Watching {self.version.name} for {self.settings.watch:g} s"):
+        with self.report.stage("watch", f"Watching {self.version.run_name} for {self.settings.watch:g} s"):
             watch_health(self.settings, self.version, self.settings.watch, self.report.say)
 
     def switch_back(self, previous):
@@ -346,7 +365,7 @@ class Deploy:
         self.abandoning = True
         if previous is not None:
             switch_symlink(self.app.live_socket, previous.socket)
-            self.report.warn(f"switched back to {previous.name}")
+            self.report.warn(f"switched back to {previous.run_name}")
         else:
             remove_if_exists(self.app.live_socket)
 
@@ -354,16 +373,16 @@ class Deploy:
         """Remove a version that took traffic, once its queue is empty and no
         worker is busy (at most DEPLOY_DRAIN_TIMEOUT); the Emperor stops it
         gracefully, so a request still running finishes."""
-        self.report.say(f"letting {version.name} finish the requests it accepted")
+        self.report.say(f"letting {version.run_name} finish the requests it accepted")
         if not wait_drained(version, self.settings.drain_timeout):
-            self.report.warn(f"{version.name} still busy after {self.settings.drain_timeout:g} s; "
+            self.report.warn(f"{version.run_name} still busy after {self.settings.drain_timeout:g} s; "
                              "stopping it gracefully")
         retire_vassal(version)
 
     def retire(self, previous):
-        if previous is None or previous == self.version:
+        if previous is None or previous.run_name == self.version.run_name:
             return
-        with self.report.stage("retire", f"Retiring {previous.name}"):
+        with self.report.stage("retire", f"Retiring {previous.run_name}"):
             self.retire_served(previous)
 
     def link(self):
@@ -372,4 +391,4 @@ class Deploy:
             test_pause("log")
             commit = self.source[2] or known_commit(self.settings.log_file, self.version)
             append_entry(self.settings.log_file, self.version, commit, self.how,
-                         time.monotonic() - self.started, self.previous)
+                         time.monotonic() - self.started, self.logged_previous)

@@ -21,6 +21,7 @@ from .vassal import remove_vassal, wait_drained
 def sweep_app(settings, app, say=None, emperor_running=True):
     """Remove what interrupted deploys of app left. The caller holds app's lock."""
     live = app.live_version()
+    live_run = live.run_name if live else None   # runs of one version are ==; only this one serves
     say = say or (lambda text: None)
     vassals = settings.vassals_dir
     for name in sorted(os.listdir(vassals)) if os.path.isdir(vassals) else []:
@@ -28,9 +29,9 @@ def sweep_app(settings, app, say=None, emperor_running=True):
         if hidden_work_file_version(app, name):
             remove_if_exists(path)
         elif name.endswith(".ini"):
-            stale = app.version_from_name(name[:-4])
-            if stale and stale != live:
-                say(f"removing {stale.name}, left by an interrupted deploy")
+            stale = app.run_from_name(name[:-4])
+            if stale and stale.run_name != live_run:
+                say(f"removing {stale.run_name}, left by an interrupted deploy")
                 if emperor_running:
                     wait_drained(stale, settings.drain_timeout)
                     remove_vassal(settings, stale, settings.drain_timeout, kill_after=settings.drain_timeout)
@@ -47,9 +48,9 @@ def sweep_app(settings, app, say=None, emperor_running=True):
             if name.startswith(app.name + ".socket.") and name.endswith(".new"):
                 remove_if_exists(os.path.join(settings.run_dir, name))
             for suffix in (".socket", ".stats"):
-                version = app.version_from_name(name[:-len(suffix)]) if name.endswith(suffix) else None
+                version = app.run_from_name(name[:-len(suffix)]) if name.endswith(suffix) else None
                 # a killed vassal cannot vacuum: its sockets stay behind
-                if version and version != live and not os.path.exists(version.vassal_ini):
+                if version and version.run_name != live_run and not os.path.exists(version.vassal_ini):
                     remove_if_exists(os.path.join(settings.run_dir, name))
 
 

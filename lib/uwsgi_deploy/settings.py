@@ -32,6 +32,7 @@ SETTINGS = (
     Setting("run_dir", "{home}/run", str, "sockets, stats sockets and locks"),
     Setting("log_dir", "{home}/log", str, "one uWSGI log per version"),
     Setting("env_file", "{home}/environment.sh", str, "server-side secrets, read after the repo's"),
+    Setting("app_env_dir", "{home}", str, "where each app's own variables file APP.env lives (read last)"),
     Setting("log_file", "{home}/deploy.log", str, "one line per successful deploy"),
     Setting("emperor_stats", "{run_dir}/emperor.stats", str,
             "the Emperor's stats socket, poked to make it rescan at once"),

@@ -1,5 +1,6 @@
-"""Versions already on disk: choosing one (directory, rev prefix, previous)
-and deploying it again (rollback)."""
+"""Versions already on disk: choosing one (directory, rev prefix, previous),
+deploying it again (rollback), and restarting the live one (a configuration
+change)."""
 import os
 
 from . import DeployError
@@ -49,3 +50,15 @@ def deploy_version(target, prefix=None, previous=False, run_setup=True, environ=
     else:
         version, how = version_from_directory(settings, target), "deploy-version"
     Deploy(settings, version, how, ("dir", None, None), environ, run_setup=run_setup).run()
+
+
+def restart_live(settings, app, environ=None, reporter=None, precondition=None, on_refused=None):
+    """Start the live version again beside the running one, through the same
+    pipeline from the environment step on, without setup: how a change of its
+    server-side variables takes effect with zero downtime. precondition runs
+    and on_refused is called (on a refusal) with the app's deploy lock held."""
+    live = app.live_version()
+    if live is None:
+        raise DeployError(f"nothing of {app.name} is live")
+    Deploy(settings, live, "config", ("dir", None, None), environ, reporter, restart=True,
+           precondition=precondition, on_refused=on_refused).run()
