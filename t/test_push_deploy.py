@@ -116,10 +116,24 @@ def test_other_branch_is_accepted_and_deploys_nothing(server):
     server.commit_app("v1")
     result = server.push(refspec="main:feature")
     assert result.returncode == 0, result.stderr
-    assert "nothing to deploy" in result.stderr
+    assert ("remote:  !     branch feature was pushed but deploys nothing: only main or master deploys; "
+            "to deploy it: git push deploy HEAD:main") in result.stderr
     assert server.vassal_inis() == []
     assert server.git(server.source_repo(), "ls-remote", os.path.join(server.home, "app.git")
                       ).stdout.strip().endswith("refs/heads/feature")
+
+
+def test_deploy_branch_setting_narrows_it_to_one_branch(server):
+    server.commit_app("v1")
+    production = {"DEPLOY_BRANCH": "production"}
+    result = server.push(refspec="main:master", extra_env=production)
+    assert result.returncode == 0, result.stderr
+    assert "branch master was pushed but deploys nothing: only production deploys; " \
+           "to deploy it: git push deploy HEAD:production" in result.stderr
+    assert server.vassal_inis() == []
+    result = server.push(refspec="main:production", extra_env=production)
+    assert result.returncode == 0, result.stderr
+    assert server.get("/").text == "v1"
 
 
 def test_tags_pass_untouched(server):

@@ -38,11 +38,26 @@ def git(git_dir, *args):
         raise DeployError(f"git {args[0]}: {_last_line(err)}") from None
 
 
-def deploy_branch_ref(git_dir, configured):
-    """refs/heads/<branch> that deploys: the setting, else what HEAD names."""
+# Both deploy when nothing narrows it, as on Heroku: git's own default branch
+# is still master on many systems, and deploy-init's is main.
+DEFAULT_BRANCHES = ("refs/heads/main", "refs/heads/master")
+
+
+def deploy_branch_refs(git_dir, configured):
+    """The refs that deploy, first one preferred: DEPLOY_BRANCH when set; else
+    the branch the repository's HEAD names, with main and master counting as
+    one (both deploy) when HEAD names either."""
     if configured:
-        return configured if configured.startswith("refs/") else "refs/heads/" + configured
-    return git(git_dir, "symbolic-ref", "HEAD")
+        return [configured if configured.startswith("refs/") else "refs/heads/" + configured]
+    head = git(git_dir, "symbolic-ref", "HEAD")
+    if head in DEFAULT_BRANCHES:
+        return [head] + [ref for ref in DEFAULT_BRANCHES if ref != head]
+    return [head]
+
+
+def branch_names(refs):
+    """'main or master', for messages."""
+    return " or ".join(ref.removeprefix("refs/heads/") for ref in refs)
 
 
 def export_tree(git_dir, commit, destination):

@@ -1,28 +1,50 @@
-"""The pre-receive hook: deploy the deploy branch's new commit, let other refs
-through, refuse deleting the deploy branch."""
+"""The pre-receive hook: deploy the deploy branch's new commit (main or
+master unless DEPLOY_BRANCH says otherwise), store other refs and say so for a
+branch that deploys nothing, refuse deleting a deploy branch."""
 import os
 
 from . import DeployError
-from .checkout import ZERO_COMMIT, deploy_branch_ref, git
+from .checkout import ZERO_COMMIT, branch_names, deploy_branch_refs, git
 from .layout import app_from_repo_dir
 from .pipeline import Deploy, Reporter
 from .settings import load
 
 
-def commit_to_deploy(lines, deploy_ref):
-    """(old, new) commits of deploy_ref among git's `old new ref` lines, or None."""
-    target = None
+def parse_updates(lines):
+    """git's `old new ref` lines as (old, new, ref) tuples."""
+    updates = []
     for line in lines:
         parts = line.split()
         if len(parts) != 3:
             raise DeployError(f"unexpected input from git: {line.strip()!r}")
-        _old, new, ref = parts
-        if ref != deploy_ref:
+        updates.append(tuple(parts))
+    return updates
+
+
+def commit_to_deploy(updates, deploy_refs):
+    """(ref, old, new) of the deploy branch pushed, or None. When several deploy
+    branches are pushed at once, the first of deploy_refs deploys."""
+    pushed = {}
+    for old, new, ref in updates:
+        if ref not in deploy_refs:
             continue
         if new == ZERO_COMMIT:
             raise DeployError(f"refusing to delete {ref}: it is the deploy branch")
-        target = (_old, new)
-    return target
+        pushed[ref] = (ref, old, new)
+    return next((pushed[ref] for ref in deploy_refs if ref in pushed), None)
+
+
+def warn_undeployed_branches(updates, deploy_refs, report):
+    """A pushed branch that does not deploy is stored, and the pusher is told,
+    on a line they cannot miss, which branches deploy and how to deploy this one."""
+    warned = False
+    for _old, new, ref in updates:
+        if ref.startswith("refs/heads/") and ref not in deploy_refs and new != ZERO_COMMIT:
+            branch = ref.removeprefix("refs/heads/")
+            report.warn(f"branch {branch} was pushed but deploys nothing: only {branch_names(deploy_refs)} "
+                        f"deploys; to deploy it: git push deploy HEAD:{branch_names(deploy_refs[:1])}")
+            warned = True
+    return warned
 
 
 def ref_value(git_dir, ref):
@@ -51,13 +73,16 @@ def pre_receive(lines, environ):
     if settings.sources["home"] == "default" and settings.home != parent:
         settings = load(dict(environ, HOME=parent))
     app = app_from_repo_dir(settings, git_dir)
-    deploy_ref = deploy_branch_ref(git_dir, settings.branch)
-    update = commit_to_deploy(lines, deploy_ref)
+    deploy_refs = deploy_branch_refs(git_dir, settings.branch)
+    updates = parse_updates(lines)
+    update = commit_to_deploy(updates, deploy_refs)
     report = Reporter()
+    warned = warn_undeployed_branches(updates, deploy_refs, report)
     if update is None:
-        report.line(f"-----> nothing to deploy: {deploy_ref} was not pushed")
+        if not warned:
+            report.line(f"-----> nothing to deploy: {branch_names(deploy_refs)} was not pushed")
         return
-    old, commit = update
+    deploy_ref, old, commit = update
     Deploy(settings, app.version(commit), "push", ("git", git_dir, commit), environ, report,
            precondition=ref_unchanged(git_dir, deploy_ref, old),
            hold_lock_until=lambda: ref_value(git_dir, deploy_ref) != old).run()
