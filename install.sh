@@ -11,7 +11,8 @@ usage: ./install.sh [--user NAME]
 As root: install git, uWSGI (python3 plugin), nginx, sshd and python3-venv,
 build the toolkit's Python environment, and install the tools into the home
 of the deploy account NAME (default www-data), with its vassals/, run/ and
-log/ directories. As another user: install the tools into \$HOME only.
+log/ directories and ~/git-shell-commands (the operator commands it runs over
+ssh). As another user: install the tools into \$HOME only.
 USAGE
 }
 
@@ -63,6 +64,11 @@ make install PREFIX="$home" PYTHON=/usr/bin/python3
 # The deploy account writes versions, links and deploy.log into its home.
 install -d -o "$deploy_user" -g "$group" "$home" "$home/vassals" "$home/run" "$home/log"
 
+# Operator commands over ssh with the push key (deploy-status, deploy-logs, ...):
+# git-shell runs only what ~/git-shell-commands holds. deploy-init does the same.
+say "operator commands over ssh: $home/git-shell-commands"
+runuser -u "$deploy_user" -- "$home/bin/deploy-commands" --install
+
 # Pushes arrive over ssh; git-shell lets the account run git and nothing else.
 git_shell=$(command -v git-shell)
 grep -qx "$git_shell" /etc/shells || echo "$git_shell" >> /etc/shells
@@ -80,5 +86,5 @@ if [ -d /run/systemd/system ]; then
 else
     say "no systemd here: start the Emperor with: runuser -u $deploy_user -- $home/bin/deploy-emperor"
 fi
-say "done: tools in $home/bin, layout in $home/{vassals,run,log}"
+say "done: tools in $home/bin, layout in $home/{vassals,run,log}, ssh commands in $home/git-shell-commands"
 say "next: put your ssh key in $home/.ssh/authorized_keys, then: runuser -u $deploy_user -- $home/bin/deploy-init APP"

@@ -1,14 +1,16 @@
-"""deploy-init: a bare repository whose pre-receive hook deploys, plus the
-lines the operator needs next (the git remote, the nginx site)."""
+"""deploy-init: a bare repository whose pre-receive hook deploys, the
+operator commands over ssh (~/git-shell-commands), plus the lines the
+operator needs next (the git remote, the nginx site)."""
 import getpass
 import os
 import socket
 
 from . import DeployError
-from .checkout import git
+from .checkout import branch_names, deploy_branch_refs, git
 from .layout import App
 from .paths import share
 from .settings import load
+from .shell_commands import DIRECTORY, account_home, install_shell_commands
 
 
 def render_nginx_site(app, listen="80", server_name=None):
@@ -33,17 +35,22 @@ def wire_hook(repo, hook_source):
 
 
 def init_app(name, branch, hook_source, out, environ=None):
-    settings = load(os.environ if environ is None else environ)
+    environ = os.environ if environ is None else environ
+    settings = load(environ)
     app = App(settings, name)
     for directory in (settings.vassals_dir, settings.run_dir, settings.log_dir):
         os.makedirs(directory, exist_ok=True)
     if not os.path.isdir(app.repo):
         git(app.repo, "init", "--quiet", "--bare", f"--initial-branch={branch}", app.repo)
-        out.write(f"created {app.repo} (deploys branch {branch})\n")
+        out.write(f"created {app.repo} (deploys {branch_names(deploy_branch_refs(app.repo, settings.branch))})\n")
     else:
         out.write(f"{app.repo} exists; keeping it\n")
     if wire_hook(app.repo, hook_source):
         out.write(f"wired {app.repo}/hooks/pre-receive -> {hook_source}\n")
+    home = account_home(environ)
+    changed = install_shell_commands(home, os.path.dirname(hook_source))
+    if changed:
+        out.write(f"wired {os.path.join(home, DIRECTORY)}: {', '.join(changed)} (over ssh, with the push key)\n")
     out.write("\nOn your machine, add the remote and push:\n\n"
               f"    git remote add deploy {getpass.getuser()}@{socket.getfqdn()}:{name}.git\n"
               f"    git push deploy {branch}\n\n"
