@@ -1,0 +1,157 @@
+"""deploy-logs: an app's uWSGI log, ~/log/APP-<rev>[.N].log, as it is written.
+
+Without a version it is the live version's log (the run that ~/run/APP.socket
+points at). The tail comes first; following prints what is appended, and when
+a deploy (or a configuration restart) puts another run live it prints the rest
+of the old log, a marker line, and goes on from the start of the new log.
+Bytes pass through as uWSGI wrote them."""
+import os
+import select
+import sys
+import time
+
+from . import DeployError
+from .inventory import versions_on_disk
+from .settings import load
+from .status import selected_apps
+from .versions import version_by_prefix
+
+DEFAULT_LINES = 10
+POLL = 0.2         # seconds between looks at the log and the live link
+BLOCK = 64 * 1024
+
+
+def tail(stream, count):
+    """The last count lines of an open binary file (all of them if fewer),
+    leaving the file positioned at its end."""
+    end = stream.seek(0, os.SEEK_END)
+    if count == 0:
+        return b""
+    start, data = end, b""
+    while start > 0 and data.count(b"\n") <= count:
+        start = max(0, start - BLOCK)
+        stream.seek(start)
+        data = stream.read(end - start)
+    stream.seek(end)
+    lines = data.splitlines(keepends=True)
+    return b"".join(lines[-count:])
+
+
+def run_logs(version):
+    """The logs of every run of version, oldest first by modification time."""
+    directory = version.app.settings.log_dir
+    logs = []
+    for entry in os.listdir(directory) if os.path.isdir(directory) else []:
+        run = entry.endswith(".log") and version.app.run_from_name(entry[:-len(".log")])
+        if run and run == version:
+            logs.append(os.path.join(directory, entry))
+    return sorted(logs, key=os.path.getmtime)
+
+
+def log_of(app, prefix=None):
+    """(run, log path): the live run's, or the latest run of the version that
+    rev prefix names."""
+    live = app.live_version()
+    if prefix is None:
+        if live is None:
+            on_disk = ", ".join(v.rev for v in versions_on_disk(app)) or "none"
+            raise DeployError(f"nothing of {app.name} is live; name a version: "
+                              f"deploy-logs {app.name} REV (on disk: {on_disk})")
+        return live, live.log
+    version = version_by_prefix(app, prefix)
+    if version == live:
+        return live, live.log
+    logs = run_logs(version)
+    if not logs:
+        raise DeployError(f"{version.name} has no log in {app.settings.log_dir}")
+    return version, logs[-1]
+
+
+def open_log(path):
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise DeployError(f"{path}: no such log") from None
+
+
+def reader_gone(out):
+    """True once whoever reads our output (ssh, a pipe) has gone away: a
+    follower that prints nothing would otherwise outlive its client."""
+    try:
+        poller = select.poll()
+        poller.register(out.fileno(), 0)   # POLLERR and POLLHUP are always reported
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+class Follower:
+    """Prints what is appended to a log; with the app, moves to the next live
+    run's log when the live link changes."""
+
+    def __init__(self, stream, path, run, out, app=None):
+        self.stream, self.path, self.run, self.out, self.app = stream, path, run, out, app
+
+    def copy(self):
+        """Print what was appended; False when there was nothing."""
+        data = self.stream.read(BLOCK)
+        if data:
+            self.out.write(data)
+            self.out.flush()
+        return bool(data)
+
+    def reopen_if_replaced(self):
+        """A log rotated or truncated under us is read again from its start."""
+        try:
+            status = os.stat(self.path)
+        except FileNotFoundError:
+            return
+        if status.st_ino != os.fstat(self.stream.fileno()).st_ino or status.st_size < self.stream.tell():
+            self.stream.close()
+            self.stream = open_log(self.path)
+
+    def move_to_live(self):
+        live = self.app.live_version() if self.app else None
+        if live is None or live.run_name == self.run.run_name or not os.path.exists(live.log):
+            return
+        while self.copy():
+            pass
+        self.out.write(f"==> {live.run_name} is live: following {live.log} <==\n".encode())
+        self.out.flush()
+        self.stream.close()
+        self.stream, self.path, self.run = open_log(live.log), live.log, live
+
+    def run_until_reader_gone(self, poll=POLL):
+        while True:
+            if self.copy():
+                continue
+            if reader_gone(self.out):
+                return
+            self.move_to_live()
+            self.reopen_if_replaced()
+            time.sleep(poll)
+
+
+def logs(app_name, prefix=None, lines=DEFAULT_LINES, follow=False, environ=None, out=None):
+    """deploy-logs APP [REV] [-n N] [-f]."""
+    out = out or sys.stdout.buffer
+    if lines < 0:
+        raise DeployError(f"-n must be 0 or more, not {lines}")
+    settings = load(os.environ if environ is None else environ)
+    [app] = selected_apps(settings, app_name)
+    run, path = log_of(app, prefix)
+    stream = open_log(path)
+    try:
+        out.write(tail(stream, lines))
+        out.flush()
+        if follow:
+            follower = Follower(stream, path, run, out, app if prefix is None else None)
+            try:
+                follower.run_until_reader_gone()
+            finally:
+                stream = follower.stream
+    except BrokenPipeError:
+        # the reader went away: nothing more to say, not even at exit's flush
+        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+    finally:
+        stream.close()
