@@ -48,15 +48,18 @@ def start(root):
     git("init", "-q", "-b", "main", cwd=source)
     git("add", "-A", cwd=source)
     git("commit", "-q", "-m", "The example app", cwd=source)
-    step(f"git push {box.home}/example.git main")
-    push = subprocess.run(["git", "push", os.path.join(box.home, "example.git"), "main"],
+    # the remote README tells users to add, tracked, so a bare `git push` redeploys
+    git("remote", "add", "deploy", os.path.join(box.home, "example.git"), cwd=source)
+    step(f"git push --set-upstream deploy main   (deploy = {box.home}/example.git)")
+    push = subprocess.run(["git", "push", "--set-upstream", "deploy", "main"],
                           cwd=source, env=box.environ)
     if push.returncode != 0:
         sys.exit("demo: the push was refused (see above); make demo-stop cleans up")
     with urllib.request.urlopen(box.url("/"), timeout=10) as response:
         page = response.read().decode()
     step(f"the example app is live at {box.url('/')} and says:\n\n    {page}")
-    step(f"edit {source}, commit, and `git push` again to redeploy; `make demo-stop` ends it")
+    step(f"to redeploy: cd {source}; edit hello.py; git commit -am 'say hi'; git push")
+    step("`make demo-stop` ends it")
 
 
 def stop(root):
