@@ -29,7 +29,7 @@ def test_make_demo_then_edit_commit_push_redeploys(world):
         subprocess.run(git + ["commit", "-q", "-am", "edit"], cwd=source, check=True, env=user)
         push = subprocess.run(["git", "push"], cwd=source, capture_output=True, text=True, timeout=300, env=user)
         assert push.returncode == 0, push.stderr
-        assert " is live (" in push.stderr
+        assert " is live: serving " in push.stderr
         assert "Hello from an edited example" in urllib.request.urlopen(url, timeout=10).read().decode()
     finally:
         subprocess.run(["make", "-s", "-C", ROOT, "demo-stop", f"DEMO_DIR={demo}"], capture_output=True,
