@@ -72,14 +72,15 @@ class LoadLoop:
 
 
 class SlowRequests:
-    """Starts one slow GET every `interval` seconds (at most `max_requests`,
-    until stopped), each in its own thread, so that with a fast LoadLoop
-    beside it every worker of a small app is busy at times. Every request is
-    waited for on exit and counted: statuses, errors, the version that
-    answered."""
+    """Every `interval` seconds starts `burst` slow GETs at once (at most
+    `max_requests` in all, until stopped), each in its own thread: a burst as
+    large as an app's worker count fills every worker for as long as a slow
+    request lasts. Every request is waited for on exit and counted:
+    statuses, errors, the version that answered."""
 
-    def __init__(self, url, interval=2.0, max_requests=100, timeout=120):
-        self.url, self.interval, self.max_requests, self.timeout = url, interval, max_requests, timeout
+    def __init__(self, url, interval=2.0, burst=1, max_requests=100, timeout=120):
+        self.url, self.interval, self.burst = url, interval, burst
+        self.max_requests, self.timeout = max_requests, timeout
         self.statuses = collections.Counter()
         self.errors = collections.Counter()
         self.versions = collections.Counter()
@@ -94,9 +95,10 @@ class SlowRequests:
 
     def start_requests(self):
         while not self.stopping.is_set() and len(self.requests) < self.max_requests:
-            request = threading.Thread(target=self.one, daemon=True)
-            request.start()
-            self.requests.append(request)
+            for _ in range(self.burst):
+                request = threading.Thread(target=self.one, daemon=True)
+                request.start()
+                self.requests.append(request)
             self.stopping.wait(self.interval)
 
     def one(self):
@@ -139,8 +141,10 @@ class BusyWatcher:
         self.thread = threading.Thread(target=self.sample, daemon=True)
 
     def serving_slow(self, worker):
-        return any(core.get("in_request") and f"PATH_INFO={self.slow_path}" in core.get("vars", [])
-                   for core in worker.get("cores", []))
+        """Every core (thread) of the worker is in a slow request."""
+        cores = worker.get("cores", [])
+        return bool(cores) and all(core.get("in_request") and f"PATH_INFO={self.slow_path}" in core.get("vars", [])
+                                   for core in cores)
 
     def sample(self):
         from uwsgi_deploy.emperor import read_stats
@@ -161,18 +165,20 @@ class BusyWatcher:
         self.thread.join(10)
 
     def summary(self):
-        return f"every worker serving a slow request in {self.all_slow_samples} of {self.samples} samples"
+        return f"every worker's every thread serving a slow request in {self.all_slow_samples} of {self.samples} samples"
 
 
 # An app with two workers, and slow requests longer than the default 3-s
-# watch, one started every 3 s: both workers serve slow requests at times.
+# watch, two started at once every 6 s: both workers serve slow requests for
+# 4 s of every 6, and a /ping sent then waits up to 4 s in the queue.
 BUSY_INI = """[uwsgi]
 master = true
 processes = 2
 wsgi-file = app.py
 """
+WORKERS = 2
 SLOW_SECONDS = 4
-SLOW_INTERVAL = 3
+SLOW_INTERVAL = 6
 FAST_CLIENTS = 6
 
 
@@ -180,11 +186,12 @@ class BusyLoad:
     """A fast loop and slow requests through nginx, both workers on slow
     requests at times, and a sampler that shows it."""
 
-    def __init__(self, server, order, app="app"):
+    def __init__(self, server, order, app="app", workers=WORKERS):
+        """workers: how many requests the app serves at once (processes x threads)."""
         self.fast = LoadLoop(server.url("/"), order, clients=FAST_CLIENTS, max_seconds=600,
                              max_requests=500000)
         self.slow = SlowRequests(server.url(f"/slow?{SLOW_SECONDS}"), interval=SLOW_INTERVAL,
-                                 max_requests=200)
+                                 burst=workers, max_requests=400)
         self.busy = BusyWatcher(server.app(app))
 
     def __enter__(self):

@@ -11,14 +11,17 @@ import pytest
 from load import BUSY_INI, SLOW_SECONDS, BusyLoad, LoadLoop
 
 
-@pytest.mark.parametrize("ini", [BUSY_INI, BUSY_INI + "threads = 2\n"], ids=["processes", "threads"])
-def test_healthy_busy_versions_are_never_refused(busy_server, ini):
+# two workers with one thread each, or with two threads each (then twice the
+# slow requests fill them)
+@pytest.mark.parametrize("ini, workers", [(BUSY_INI, 2), (BUSY_INI + "threads = 2\n", 4)],
+                         ids=["processes", "threads"])
+def test_healthy_busy_versions_are_never_refused(busy_server, ini, workers):
     server = busy_server
     versions = [f"v{n}" for n in range(1, 12)]
     server.commit_app(versions[0], extra={"uwsgi.ini": ini})
     assert server.push().returncode == 0
     waited = 0
-    with BusyLoad(server, versions) as load:
+    with BusyLoad(server, versions, workers=workers) as load:
         for version in versions[1:]:
             server.commit_app(version, extra={"uwsgi.ini": ini})
             result = server.push()
