@@ -40,7 +40,8 @@ install: $(VENV)/.installed
 	  mv -f $(DESTDIR)$(BINDIR)/$$tool.tmp $(DESTDIR)$(BINDIR)/$$tool || exit 1; \
 	done
 	install -m 644 $(MODULES) $(DESTDIR)$(LIBDIR)/uwsgi_deploy/
-	sed -i 's|^SHARE_DIR = .*# SHAREDIR$$|SHARE_DIR = "$(SHAREDIR)"|' $(DESTDIR)$(LIBDIR)/uwsgi_deploy/paths.py
+	sed -i -e 's|^SHARE_DIR = .*# SHAREDIR$$|SHARE_DIR = "$(SHAREDIR)"|' \
+	       -e 's|^BIN_DIR = .*# BINDIR$$|BIN_DIR = "$(BINDIR)"|' $(DESTDIR)$(LIBDIR)/uwsgi_deploy/paths.py
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --upgrade \
 	  --target $(DESTDIR)$(LIBDIR)/site -r requirements.txt
 	# compiled now: the deploy account cannot write __pycache__ here later

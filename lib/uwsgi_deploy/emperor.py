@@ -9,13 +9,19 @@ from . import DeployError
 from .paths import share
 
 
+def uwsgi_binary(path=None):
+    """The uwsgi on PATH (or on the given search path)."""
+    uwsgi = shutil.which("uwsgi", path=path)
+    if not uwsgi:
+        raise DeployError("uwsgi not found on PATH (install uwsgi-core and uwsgi-plugin-python3)")
+    return uwsgi
+
+
 def prepare_emperor(settings, extra_args=()):
     """Make the layout's directories, sweep what dead deploys left (so the Emperor
     starts no stale candidate), and return the argv and environment that run
     the Emperor for these settings."""
-    uwsgi = shutil.which("uwsgi")
-    if not uwsgi:
-        raise DeployError("uwsgi not found on PATH (install uwsgi-core and uwsgi-plugin-python3)")
+    uwsgi = uwsgi_binary()
     for directory in (settings.vassals_dir, settings.run_dir, settings.log_dir):
         os.makedirs(directory, exist_ok=True)
     from .recovery import sweep_all   # recovery needs vassal, which needs this module

@@ -12,32 +12,48 @@ POLL = 0.1
 
 
 class DeployLock:
-    def __init__(self, path, timeout, holder, say=None):
+    """flock(2) on path, waiting up to timeout seconds. shared: a reader's
+    lock (many at once, none while an exclusive holder has it); it records no
+    holder. waiting: what say() is told while it waits."""
+
+    def __init__(self, path, timeout, holder, say=None, shared=False,
+                 waiting="waiting for another deploy to finish"):
         self.path, self.timeout, self.holder, self.say = path, timeout, holder, say
+        self.shared, self.waiting = shared, waiting
         self.fd = None
 
     def __enter__(self):
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.monotonic() + self.timeout
         told = False
         while True:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
             try:
-                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                fcntl.flock(self.fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+                if self._still_the_file():
+                    break
+                os.close(self.fd)   # removed (by deploy-cleanup) while we waited: lock the new one
+                continue
             except BlockingIOError:
+                os.close(self.fd)
                 holder = self.current_holder()
                 if time.monotonic() >= deadline:
-                    os.close(self.fd)
                     raise DeployError(f"another deploy holds {self.path} ({holder}); "
                                       f"gave up after {self.timeout:g} s") from None
                 if not told and self.say:
-                    self.say(f"waiting for another deploy to finish ({holder})")
+                    self.say(f"{self.waiting} ({holder})")
                     told = True
                 time.sleep(POLL)
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, f"{self.holder}, pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+        if not self.shared:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, f"{self.holder}, pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
         return self
+
+    def _still_the_file(self):
+        try:
+            return os.stat(self.path).st_ino == os.fstat(self.fd).st_ino
+        except FileNotFoundError:
+            return False
 
     def keep_until(self, done, timeout):
         """Hold the lock past this process's exit, in a child, until done()
@@ -70,7 +86,8 @@ class DeployLock:
             return "unknown holder"
 
     def __exit__(self, *exc):
-        os.ftruncate(self.fd, 0)
+        if not self.shared:
+            os.ftruncate(self.fd, 0)
         os.close(self.fd)   # closing releases the lock
 
 

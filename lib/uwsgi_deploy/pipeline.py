@@ -22,7 +22,10 @@ from .health import watch_health
 from .probe import free_loopback_port, wait_for_200
 from .recovery import sweep_app
 from .setup_script import make_executable, run_setup
+from .paths import tools_first
 from .uwsgi_ini import expand_ini
+from .venv_key import REQUIREMENTS_FILE
+from .venvs import provide as provide_environment
 from .vassal import (died_while_starting, log_tail, remove_vassal, retire_vassal,
                      wait_drained, wait_vassal_gone, wait_workers_accepting,
                      write_vassal_ini)
@@ -260,16 +263,27 @@ class Deploy:
             return entries
 
     def setup(self, entries):
+        """The app's setup script; or, with none, the dependency environment
+        for its requirements.txt (what a setup calling deploy-venv gets)."""
         script = self.deploy_file("setup", "setup")
-        if script is None:
+        requirements = None if script else self.deploy_file(REQUIREMENTS_FILE, "setup")
+        if script is None and requirements is None:
             return
         if not self.run_setup:
             why = "a restart keeps the version's files" if self.restart else "--no-setup"
             self.report.line(f"-----> Skipping setup ({why})")
             return
+        environ = dict(self.environ, **{name: e.value for name, e in entries.items()})
+        if script is None:
+            with self.report.stage("setup", f"Preparing the environment for {REQUIREMENTS_FILE} (no setup)"):
+                provide_environment(self.settings, self.deploy_dir, environ=environ,
+                                    output=self.report.binary_stream, say=self.report.say,
+                                    warn=self.report.warn, holder=f"{self.version.name} ({self.how})",
+                                    check_ini=True)
+            return
         with self.report.stage("setup", "Running setup"):
             make_executable(script)
-            environ = dict(self.environ, **{name: e.value for name, e in entries.items()})
+            environ["PATH"] = tools_first(environ.get("PATH"))   # deploy-venv, from setup
             run_setup(script, self.deploy_dir, environ, self.settings.setup_timeout,
                       self.report.binary_stream)
 

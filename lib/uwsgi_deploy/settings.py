@@ -34,6 +34,8 @@ SETTINGS = (
     Setting("env_file", "{home}/environment.sh", str, "server-side secrets, read after the repo's"),
     Setting("app_env_dir", "{home}", str, "where each app's own variables file APP.env lives (read last)"),
     Setting("log_file", "{home}/deploy.log", str, "one line per successful deploy"),
+    Setting("venvs_dir", "{home}/venvs", str, "dependency environments, one per key, shared by versions"),
+    Setting("venv_installer", "uv", str, "what builds a dependency environment: uv or pip"),
     Setting("emperor_stats", "{run_dir}/emperor.stats", str,
             "the Emperor's stats socket, poked to make it rescan at once"),
     Setting("branch", "", str, "branch that deploys (empty: the one the bare repo's HEAD names)"),
@@ -51,8 +53,8 @@ SETTINGS = (
     Setting("keep", "4", int, "versions deploy-cleanup keeps by default"),
 )
 BY_VARIABLE = {s.variable: s for s in SETTINGS}
-NOT_PATHS = {s.name for s in SETTINGS if s.kind is not str} | {"branch", "ping_path", "probe_via"}
-CHOICES = {"probe_via": ("http", "socket")}
+NOT_PATHS = {s.name for s in SETTINGS if s.kind is not str} | {"branch", "ping_path", "probe_via", "venv_installer"}
+CHOICES = {"probe_via": ("http", "socket"), "venv_installer": ("uv", "pip")}
 
 
 class Settings:

@@ -1,4 +1,5 @@
-"""Running the app's `setup` script: live output, bounded time, flat memory."""
+"""Running the app's `setup` script (and the installers that build its
+environment): live output, bounded time, flat memory."""
 import collections
 import ctypes
 import os
@@ -32,12 +33,18 @@ def _die_with_parent():
 
 
 def run_setup(script, cwd, environ, timeout, output):
-    """Run script in cwd, copying its output (stdout and stderr) as it comes to
-    the binary stream output() returns (None: the pusher is gone, drop it). Returns the last lines; raises DeployError
-    (with .tail) on a non-zero exit or after timeout seconds."""
+    """Run the app's setup script; see run_streaming."""
+    return run_streaming([script], cwd, environ, timeout, output, "setup")
+
+
+def run_streaming(argv, cwd, environ, timeout, output, what):
+    """Run argv in cwd, copying its output (stdout and stderr) as it comes to
+    the binary stream output() returns (None: the pusher is gone, drop it).
+    Returns the last lines; raises DeployError (with .tail) naming `what` on a
+    non-zero exit or after timeout seconds."""
     tail = collections.deque(maxlen=TAIL_LINES)
     partial = b""
-    process = subprocess.Popen([script], cwd=cwd, env=environ, stdin=subprocess.DEVNULL,
+    process = subprocess.Popen(argv, cwd=cwd, env=environ, stdin=subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                start_new_session=True, preexec_fn=_die_with_parent)
     deadline = time.monotonic() + timeout
@@ -47,7 +54,7 @@ def run_setup(script, cwd, environ, timeout, output):
             if remaining <= 0:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-                error = DeployError(f"setup did not finish within {timeout:g} s (DEPLOY_SETUP_TIMEOUT)")
+                error = DeployError(f"{what} did not finish within {timeout:g} s (DEPLOY_SETUP_TIMEOUT)")
                 error.tail = list(tail)
                 raise error
             ready, _, _ = select.select([process.stdout], [], [], min(remaining, 1.0))
@@ -80,7 +87,7 @@ def run_setup(script, cwd, environ, timeout, output):
         tail.append(partial.decode("utf-8", "replace"))
     if status != 0:
         reason = f"killed by signal {-status}" if status < 0 else f"exited with status {status}"
-        error = DeployError(f"setup {reason}")
+        error = DeployError(f"{what} {reason}")
         error.tail = list(tail)
         raise error
     return list(tail)
