@@ -36,10 +36,10 @@ def test_status_of_an_app_with_three_deploys(server):
     assert app["live_since"] == since
     assert (app["answers_ping"], app["ping_seen"]) == (True, "status 200")
     assert app["versions"] == [
-        {"name": f"app-{revs[2]}", "marks": ["live"], "last_deployed": since},
-        {"name": f"app-{revs[1]}", "marks": ["previous"], "last_deployed": " ".join(entries[1][1:3])},
-        {"name": f"app-{revs[0]}", "marks": [], "last_deployed": " ".join(entries[0][1:3])},
-        {"name": f"app-{failed}", "marks": ["failed"], "last_deployed": None}]
+        {"name": f"app-{revs[2]}", "marks": ["live"], "last_deployed": since, "venv": None},
+        {"name": f"app-{revs[1]}", "marks": ["previous"], "last_deployed": " ".join(entries[1][1:3]), "venv": None},
+        {"name": f"app-{revs[0]}", "marks": [], "last_deployed": " ".join(entries[0][1:3]), "venv": None},
+        {"name": f"app-{failed}", "marks": ["failed"], "last_deployed": None, "venv": None}]
     assert app["recent"] == [
         {"version": f"app-{rev}", "time": " ".join(entry[1:3]), "via": "push", "commit": commit}
         for rev, entry, commit in reversed(list(zip(revs, entries, commits)))]

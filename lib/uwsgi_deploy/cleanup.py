@@ -6,7 +6,8 @@ whatever N, the live version, the previous one (the rollback target), any
 version with a vassal ini and the version a running deploy works on. Remove
 the rest, failed deploys (checked out, never logged) first of all, with their
 logs and stale sockets, plus half checkouts and the logs and sockets of
-versions whose directory is gone.
+versions whose directory is gone. Then, across apps, the dependency
+environments in ~/venvs that no version left on disk uses.
 
 A real run holds the app's deploy lock while it removes (a push waits for
 it); when a deploy holds the lock, that deploy's version and every half
@@ -22,6 +23,7 @@ from .links import remove_if_exists
 from .lock import DeployLock
 from .settings import load
 from .status import AppState, lock_holder, selected_apps
+from .venvs import clean_environments
 
 
 def parse_keep(text, default):
@@ -40,9 +42,10 @@ def cleanup(keep=None, app_name=None, dry_run=False, environ=None, out=None):
     out = out or sys.stdout
     settings = load(os.environ if environ is None else environ)
     keep = parse_keep(keep, settings.keep)
+    leaving = set()     # versions removed (or, dry, that would be)
     for app in selected_apps(settings, app_name):
         if dry_run:
-            Cleanup(app, keep, lock_holder(app), dry_run=True, out=out).run()
+            leaving |= Cleanup(app, keep, lock_holder(app), dry_run=True, out=out).run()
             continue
         with contextlib.ExitStack() as stack:
             try:
@@ -50,7 +53,9 @@ def cleanup(keep=None, app_name=None, dry_run=False, environ=None, out=None):
                 holder = None
             except DeployError:    # a deploy (or another cleanup) holds it
                 holder = lock_holder(app) or "unknown holder"
-            Cleanup(app, keep, holder, dry_run=False, out=out).run()
+            leaving |= Cleanup(app, keep, holder, dry_run=False, out=out).run()
+    # environments are shared by apps: one no version on disk uses is garbage
+    clean_environments(settings, leaving, dry_run, lambda text: out.write(text + "\n"))
 
 
 class Cleanup:
@@ -83,7 +88,9 @@ class Cleanup:
         return None
 
     def run(self):
+        """Remove what is old; returns the versions removed (dry: would be)."""
         state = self.state
+        self.removing = set()
         # an app without any log entries ranks every version by directory time
         ranked = [v for v in state.newest_first() if not state.logged or state.is_logged(v)]
         recent = set(ranked[:self.keep])
@@ -101,12 +108,14 @@ class Cleanup:
         self.remove_orphans(on_disk)
         if not state.deploy_running:
             self.remove_half_checkouts()
+        return self.removing
 
     def act(self, text):
         self.say(("would remove " if self.dry_run else "removed ") + text)
         return not self.dry_run
 
     def remove(self, version, why):
+        self.removing.add(version)
         if not self.act(f"{version.name}: {why}"):
             return
         # renamed first, so it disappears at once and a crash halfway leaves

@@ -1,6 +1,6 @@
 """What runs: per app, the live version and since when, whether it answers
-its ping, the versions on disk (live, previous, failed, deploying) and the
-last deploys. The same facts decide what deploy-cleanup may remove."""
+its ping, the versions on disk (live, previous, failed, deploying) with the
+dependency environment each links, and the last deploys. The same facts decide what deploy-cleanup may remove."""
 import json
 import os
 import sys
@@ -12,6 +12,8 @@ from .layout import App
 from .lock import DeployLock, is_locked
 from .probe import probe_once
 from .settings import load
+from .venv_key import KEY_LENGTH
+from .venvs import version_environment
 
 RECENT = 5           # deploys shown per app
 PING_TIMEOUT = 2.0   # seconds the live version has to answer
@@ -116,7 +118,8 @@ def app_facts(app, settings):
         "live_since": _time(went_live.time) if went_live else None,
         "answers_ping": bool(ping and ping.ok),
         "ping_seen": ping.seen if ping else None,
-        "versions": [{"name": v.name, "marks": state.marks(v), "last_deployed": _time(state.last_deployed(v))}
+        "versions": [{"name": v.name, "marks": state.marks(v), "last_deployed": _time(state.last_deployed(v)),
+                      "venv": version_environment(settings, v.workdir)}
                      for v in state.newest_first()],
         "recent": [{"version": e.name, "time": _time(e.time), "via": e.via, "commit": e.commit}
                    for e in reversed(state.history.entries[-RECENT:])],
@@ -138,10 +141,12 @@ def render_text(facts, settings):
     rows = facts["versions"]
     if not rows:
         lines.append("  on disk   no versions")
+    with_venvs = any(row["venv"] for row in rows)
     for index, row in enumerate(rows):
         label = "  on disk   " if index == 0 else " " * 12
         deployed = row["last_deployed"] or "never deployed".ljust(19)
-        lines.append(f"{label}{row['name']}  {deployed}  {', '.join(row['marks'])}".rstrip())
+        venv = f"venv {row['venv'] or '-'.ljust(KEY_LENGTH)}  " if with_venvs else ""
+        lines.append(f"{label}{row['name']}  {deployed}  {venv}{', '.join(row['marks'])}".rstrip())
     if not facts["recent"]:
         lines.append("  deploys   none in deploy.log")
     for index, entry in enumerate(facts["recent"]):
