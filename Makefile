@@ -68,9 +68,11 @@ demo: $(VENV)/.installed
 demo-stop: $(VENV)/.installed
 	$(RUN_WITH_LIB) share/demo.py stop $(DEMO_DIR)
 
-# Deploy speed and zero downtime vs an in-place reload; BENCH_ARGS=--quick for a smoke run.
+# Deploy speed and zero downtime vs an in-place reload, then dependency
+# environments (uv vs pip, a Flask + SQLAlchemy app's pushes); BENCH_ARGS=--quick for a smoke run.
 bench: $(VENV)/.installed
 	$(RUN_WITH_LIB) bench/deploy $(BENCH_ARGS)
+	$(RUN_WITH_LIB) bench/venv $(BENCH_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/python -m pyflakes lib t share bench $(addprefix bin/,$(TOOLS))

@@ -21,7 +21,6 @@ import sys
 import time
 
 from . import DeployError
-from .checkout import deploy_dir
 from .installers import finish, make_installer
 from .inventory import apps_on_disk, versions_on_disk
 from .layout import App
@@ -88,15 +87,20 @@ def provide(settings, directory, requirements=None, constraints=(), environ=None
         names = ", ".join(os.path.relpath(f.path, directory) for f in files if f.top) or "no requirements"
         say(f"environment {key}: building with {installer.identity} for Python {interpreter.version} "
             f"({names})")
-        started = time.monotonic()
+        phases = []       # (what, seconds): where a build's time goes
         for number, (what, argv) in enumerate(installer.steps(temporary, files, prompt=key)):
             if number:
                 _test_pause("venv-install")
+            started = time.monotonic()
             run_streaming(argv, store.root, installer.environ, settings.setup_timeout, output, what)
+            phases.append((what, time.monotonic() - started))
+        started = time.monotonic()
         finish(temporary, final, settings.setup_timeout, output, warn)
+        phases.append(("compile", time.monotonic() - started))
         own, shared = disk_usage(temporary)
-        say(f"environment {key}: built in {time.monotonic() - started:.1f} s "
-            f"({megabytes(own)} MB, {megabytes(shared)} MB more shared with {installer.name}'s cache)")
+        say(f"environment {key}: built in {sum(s for _, s in phases):.1f} s "
+            f"({', '.join(f'{what} {seconds:.2f} s' for what, seconds in phases)}; "
+            f"{megabytes(own)} MB, {megabytes(shared)} MB more shared with {installer.name}'s cache)")
 
     with store.environment(key, build, say, holder) as path:
         switch_symlink(link, path)
@@ -199,6 +203,7 @@ def _test_pause(point):
 
 def version_environment(settings, workdir):
     """The key of the environment the version in workdir links, or None."""
+    from .checkout import deploy_dir   # imports sh (40 ms): kept off deploy-venv's path
     directories = [workdir]
     try:
         directories.insert(0, deploy_dir(workdir))
