@@ -307,6 +307,16 @@ def test_an_installer_failure_refuses_the_push_with_its_last_lines(box):
     assert any(f"fail-{rev} not deployed" in line for line in refused)
     assert page(box, "fail")["tag"] == "v1"
     assert environments(box) == keys and hidden_builds(box) == []
+    # a requirements.txt that leads out of the checkout is refused before any installer runs
+    repo = box.source_repo("src-fail")
+    os.unlink(os.path.join(repo, "requirements.txt"))
+    os.symlink("/etc/hostname", os.path.join(repo, "requirements.txt"))
+    box.git(repo, "add", "-A")
+    box.git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "link out")
+    result = box.push(app="fail", repo=repo)
+    assert result.returncode != 0
+    assert " !     setup: requirements.txt leads outside the checkout" in result.stderr, result.stderr
+    assert "building with" not in result.stderr
 
 
 def test_pip_builds_a_working_environment_from_a_setup_calling_deploy_venv(box):
