@@ -252,6 +252,8 @@ def test_two_apps_with_the_same_requirements_build_one_environment_once(box):
                    "the second push to wait for the first one's build")
         [building] = hidden_builds(box)
         assert building.split("-")[1] not in environments(box)       # not in view until renamed
+        lines = tool(box, "deploy-cleanup", "--app", "s1").splitlines()
+        assert f"kept venvs/{building}: a deploy is building it right now" in lines
     finally:
         first.release()
     status, first_output = first.finish()
@@ -287,6 +289,12 @@ def test_a_build_killed_halfway_leaves_nothing_in_use_and_the_next_push_builds(b
         assert not os.path.lexists(os.path.join(box.home, f"kill-{rev2}", ".venv"))
         facts = page(box, "kill")
         assert (facts["tag"], facts["packages"]["pkg_a"]) == ("v1", "1.0")
+        if point == "venv-install":     # deploy-cleanup removes what the dead build left
+            [left] = hidden_builds(box)
+            lines = tool(box, "deploy-cleanup", "10", "--app", "kill").splitlines()
+            assert any(line.startswith(f"removed venvs/{left}: half-built by an interrupted deploy (")
+                       for line in lines), lines
+            assert hidden_builds(box) == []
     result = box.push(app="kill", repo=repo)
     assert result.returncode == 0, result.stderr
     assert "left by an interrupted build" in result.stderr and "building with uv" in result.stderr

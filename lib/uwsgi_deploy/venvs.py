@@ -13,6 +13,7 @@ environment. So two deploys needing a new key build it once, and cleanup
 never removes an environment a deploy is about to link. A build killed
 halfway leaves only a hidden .tmp-<key>-<pid> directory, which no version
 uses and the next build of that key (or deploy-cleanup) removes."""
+import contextlib
 import os
 import re
 import shutil
@@ -55,9 +56,11 @@ def deploy_venv(directory, requirements=None, constraints=(), print_key=False, e
 
 
 class Request:
-    """What an environment for directory's requirement files would be."""
+    """The environment directory's requirement files call for: its key, and
+    how to build it."""
 
     def __init__(self, settings, directory, requirements, constraints, environ):
+        self.settings, self.directory = settings, directory
         if requirements is None:
             found = os.path.exists(os.path.join(directory, REQUIREMENTS_FILE))
             requirements = [REQUIREMENTS_FILE] if found else []
@@ -65,6 +68,28 @@ class Request:
         self.interpreter = embedded_interpreter(environ)
         self.installer = make_installer(settings.venv_installer, self.interpreter, environ)
         self.key = environment_key(self.interpreter, self.installer.identity, self.files)
+
+    def build(self, temporary, final, output, say, warn):
+        """Install into temporary, ready to be renamed to final; says where the time went."""
+        installer, key = self.installer, self.key
+        names = ", ".join(os.path.relpath(f.path, self.directory) for f in self.files if f.top)
+        say(f"environment {key}: building with {installer.identity} for Python "
+            f"{self.interpreter.version} ({names or 'no requirements'})")
+        phases = []
+        for number, (what, argv) in enumerate(installer.steps(temporary, self.files, prompt=key)):
+            if number:
+                _test_pause("venv-install")
+            started = time.monotonic()
+            run_streaming(argv, os.path.dirname(temporary), installer.environ, self.settings.setup_timeout,
+                          output, what)
+            phases.append((what, time.monotonic() - started))
+        started = time.monotonic()
+        finish(temporary, final, self.settings.setup_timeout, output, warn)
+        phases.append(("compile", time.monotonic() - started))
+        own, shared = disk_usage(temporary)
+        say(f"environment {key}: built in {sum(s for _, s in phases):.1f} s "
+            f"({', '.join(f'{what} {seconds:.2f} s' for what, seconds in phases)}; "
+            f"{megabytes(own)} MB, {megabytes(shared)} MB more shared with {installer.name}'s cache)")
 
 
 def provide(settings, directory, requirements=None, constraints=(), environ=None, output=None,
@@ -76,38 +101,20 @@ def provide(settings, directory, requirements=None, constraints=(), environ=None
     environ = dict(os.environ if environ is None else environ)
     output = output or (lambda: sys.stdout.buffer)
     request = Request(settings, directory, requirements, constraints, environ)
-    files, installer, interpreter, key = request.files, request.installer, request.interpreter, request.key
     link = os.path.join(directory, LINK_NAME)
     if os.path.isdir(link) and not os.path.islink(link):
         raise DeployError(f"{link} is a directory: take .venv out of the repository "
                           "(the version's environment is linked there)")
-    store = Store(settings)
 
     def build(temporary, final):
-        names = ", ".join(os.path.relpath(f.path, directory) for f in files if f.top) or "no requirements"
-        say(f"environment {key}: building with {installer.identity} for Python {interpreter.version} "
-            f"({names})")
-        phases = []       # (what, seconds): where a build's time goes
-        for number, (what, argv) in enumerate(installer.steps(temporary, files, prompt=key)):
-            if number:
-                _test_pause("venv-install")
-            started = time.monotonic()
-            run_streaming(argv, store.root, installer.environ, settings.setup_timeout, output, what)
-            phases.append((what, time.monotonic() - started))
-        started = time.monotonic()
-        finish(temporary, final, settings.setup_timeout, output, warn)
-        phases.append(("compile", time.monotonic() - started))
-        own, shared = disk_usage(temporary)
-        say(f"environment {key}: built in {sum(s for _, s in phases):.1f} s "
-            f"({', '.join(f'{what} {seconds:.2f} s' for what, seconds in phases)}; "
-            f"{megabytes(own)} MB, {megabytes(shared)} MB more shared with {installer.name}'s cache)")
+        request.build(temporary, final, output, say, warn)
 
-    with store.environment(key, build, say, holder) as path:
+    with Store(settings).environment(request.key, build, say, holder) as path:
         switch_symlink(link, path)
     say(f"{os.path.relpath(link, directory)} -> {path}")
     if check_ini:
         hint_ini(directory, warn)
-    return key
+    return request.key
 
 
 def hint_ini(directory, warn):
@@ -141,8 +148,43 @@ class Store:
                           holder, say, shared=shared,
                           waiting=f"waiting for another deploy building environment {key}")
 
+    @contextlib.contextmanager
     def environment(self, key, build, say, holder):
-        return _Environment(self, key, build, say, holder)
+        """`with store.environment(...) as path:` the environment key names
+        exists at path (built by build(temporary, final) if it did not), and
+        stays until the block ends: a cleanup waits for the lock."""
+        final = self.path(key)
+        os.makedirs(self.root, exist_ok=True)
+        with self.lock(key, holder, say, shared=True):
+            if os.path.isdir(final):
+                say(f"environment {key}: reused, no installer run")
+                yield final
+                return
+        with self.lock(key, holder, say):
+            if os.path.isdir(final):
+                say(f"environment {key}: built by another deploy meanwhile; reused, no installer run")
+                yield final
+                return
+            self.remove_temporaries(key, say)
+            temporary = os.path.join(self.root, f".tmp-{key}-{os.getpid()}")
+            try:
+                build(temporary, final)
+                _test_pause("venv-rename")
+                self.rename_into_place(temporary, final, say)
+            finally:
+                if os.path.lexists(temporary):
+                    shutil.rmtree(temporary, ignore_errors=True)
+            yield final
+
+    @staticmethod
+    def rename_into_place(temporary, final, say):
+        try:
+            os.rename(temporary, final)
+        except OSError:
+            # only if a lock file was replaced under us (cleanup): same key, same contents
+            if not os.path.isdir(final):
+                raise
+            say(f"environment {os.path.basename(final)}: built by another deploy meanwhile; using it")
 
     def remove_temporaries(self, key, say):
         """Hidden build directories of key; the caller holds key's lock."""
@@ -151,46 +193,6 @@ class Store:
             if match and match.group("key") == key:
                 say(f"removing {name}, left by an interrupted build")
                 shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
-
-
-class _Environment:
-    """`with store.environment(key, build, say, holder) as path:` the
-    environment exists at path, and stays (cleanup waits) until the block ends."""
-
-    def __init__(self, store, key, build, say, holder):
-        self.store, self.key, self.build, self.say, self.holder = store, key, build, say, holder
-        self.lock = None
-
-    def __enter__(self):
-        store, key = self.store, self.key
-        final = store.path(key)
-        os.makedirs(store.root, exist_ok=True)
-        self.lock = store.lock(key, self.holder, self.say, shared=True).__enter__()
-        if os.path.isdir(final):
-            self.say(f"environment {key}: reused, no installer run")
-            return final
-        self.lock.__exit__(None, None, None)
-        self.lock = store.lock(key, self.holder, self.say).__enter__()
-        try:
-            if os.path.isdir(final):
-                self.say(f"environment {key}: built by another deploy meanwhile; reused, no installer run")
-                return final
-            store.remove_temporaries(key, self.say)
-            temporary = os.path.join(store.root, f".tmp-{key}-{os.getpid()}")
-            try:
-                self.build(temporary, final)
-                _test_pause("venv-rename")
-                os.rename(temporary, final)
-            finally:
-                if os.path.lexists(temporary):
-                    shutil.rmtree(temporary, ignore_errors=True)
-            return final
-        except BaseException:
-            self.lock.__exit__(None, None, None)
-            raise
-
-    def __exit__(self, *exc):
-        self.lock.__exit__(*exc)
 
 
 def _test_pause(point):
@@ -280,13 +282,13 @@ def clean_environments(settings, leaving=(), dry_run=False, say=_print):
         if not temporary and key in users:
             say(f"kept venv {key}: used by {', '.join(sorted(users[key]))}")
             continue
-        try:
-            lock = store.lock(key, "deploy-cleanup", timeout=0).__enter__()
-        except DeployError:
-            say(f"kept {'venvs/' + name if temporary else 'venv ' + key}: a deploy is "
-                f"{'building' if temporary else 'using'} it right now")
-            continue
-        try:
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(store.lock(key, "deploy-cleanup", timeout=0))
+            except DeployError:
+                say(f"kept {'venvs/' + name if temporary else 'venv ' + key}: a deploy is "
+                    f"{'building' if temporary else 'using'} it right now")
+                continue
             if not temporary and key in environment_users(settings, leaving):
                 say(f"kept venv {key}: a deploy has just linked it")   # between our two looks
                 continue
@@ -300,8 +302,6 @@ def clean_environments(settings, leaving=(), dry_run=False, say=_print):
                 _remove_tree(store, name, key)
                 if not temporary:
                     remove_if_exists(store.lock_path(key))
-        finally:
-            lock.__exit__(None, None, None)
     if not dry_run:
         _remove_idle_locks(store)
     if removed:
