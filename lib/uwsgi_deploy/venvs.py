@@ -22,6 +22,7 @@ import sys
 import time
 
 from . import DeployError
+from .checkout import deploy_dir
 from .installers import finish, make_installer
 from .inventory import apps_on_disk, versions_on_disk
 from .layout import App
@@ -205,7 +206,6 @@ def _test_pause(point):
 
 def version_environment(settings, workdir):
     """The key of the environment the version in workdir links, or None."""
-    from .checkout import deploy_dir   # imports sh (40 ms): kept off deploy-venv's path
     directories = [workdir]
     try:
         directories.insert(0, deploy_dir(workdir))
