@@ -1,6 +1,7 @@
 """What runs: per app, the live version and since when, whether it answers
 its ping, the versions on disk (live, previous, failed, deploying) with the
-dependency environment each links, and the last deploys. The same facts decide what deploy-cleanup may remove."""
+dependency environment each links, and the last deploys. The same facts
+decide what deploy-cleanup may remove."""
 import json
 import os
 import sys
