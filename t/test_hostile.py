@@ -3,12 +3,16 @@ and the live version untouched."""
 import os
 import resource
 import stat
+import subprocess
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from conftest import ROOT, UWSGI, wait_until
 from uwsgi_deploy import DeployError
 from uwsgi_deploy.envfile import parse_env_text
+from uwsgi_deploy.layout import MAX_SOCKET_PATH
+from uwsgi_deploy.settings import load
 from uwsgi_deploy.setup_script import run_setup
 from uwsgi_deploy.uwsgi_ini import UwsgiIni, deploy_options
 from uwsgi_deploy.vassal import write_vassal_ini
@@ -22,13 +26,14 @@ def live(server):
     return rev
 
 
-def refused(server, live, result, stage, reason):
-    """The push was refused with `pre-receive: STAGE: ...REASON...` and v1 serves."""
+def refused(server, live, result, stage, reason, serving="v1"):
+    """The push was refused with `pre-receive: STAGE: ...REASON...` and the
+    live version (`serving` what it says) still serves."""
     assert result.returncode != 0
     summary = [line for line in result.stderr.splitlines() if line.startswith("remote: pre-receive: ")]
     assert len(summary) == 1, result.stderr
     assert summary[0].startswith(f"remote: pre-receive: {stage}: ") and reason in summary[0], summary[0]
-    assert server.get("/").text == "v1"
+    assert server.get("/").text == serving
     assert server.vassal_inis() == [f"app-{live}.ini"]
     return summary[0]
 
@@ -54,7 +59,7 @@ def test_unparsable_env_file_names_file_and_line(server, live):
     refused(server, live, server.push(), "env", "environment.sh:2: cannot parse this line")
 
 
-@pytest.mark.parametrize("name", ["my app", ".hidden", "appé"])
+@pytest.mark.parametrize("name", ["my app", ".hidden", "appé", "foo.git", "app-0123456789ab", "run"])
 def test_invalid_app_name_is_refused(server, name):
     result = server.tool("deploy-init", name)
     assert result.returncode == 1 and result.stderr.startswith(f"deploy-init: invalid app name {name!r}")
@@ -133,13 +138,47 @@ def test_ping_that_hangs_is_refused_within_timeout(server, live):
     assert "timeout" in line
 
 
-def test_socket_path_too_long_is_a_clear_error(server, live):
-    long_run = os.path.join(server.root, "r" * 100)
-    server.commit_app("v2")
-    result = server.push(extra_env={"DEPLOY_RUN_DIR": long_run})
-    assert result.returncode != 0
-    assert "the kernel allows 107: set a shorter DEPLOY_RUN_DIR" in result.stderr
-    assert server.get("/").text == "v1"
+def test_socket_path_limit_is_uwsgis_102_bytes(world):
+    """uWSGI refuses a unix socket name over 102 bytes (the kernel would take
+    107): measured on the real binary."""
+    def binds(length):
+        directory = os.path.join(world, "d" * (length - len(world) - len("/s.sock") - 1))
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, "s.sock")
+        assert len(path) == length
+        process = subprocess.Popen([UWSGI, "--socket", path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            wait_until(lambda: os.path.exists(path) or process.poll() is not None, 20, "uwsgi to bind or die")
+            return os.path.exists(path)
+        finally:
+            process.kill()
+            output = process.communicate()[0].decode()
+            assert os.path.exists(path) or "invalid socket name" in output, output
+    assert (binds(MAX_SOCKET_PATH), binds(MAX_SOCKET_PATH + 1)) == (True, False)
+
+
+def test_socket_path_over_102_bytes_is_refused_before_the_vassal_starts(sandbox):
+    """With a run directory where app `a` gets a 102-byte socket and app `ab`
+    a 103-byte one, `a` deploys and serves and `ab` is refused at expand,
+    naming the path and the limit."""
+    run_dir = os.path.join(sandbox.root, "r" * (MAX_SOCKET_PATH - 22 - len(sandbox.root) - 1))
+    sandbox.environ["DEPLOY_RUN_DIR"] = run_dir
+    sandbox.settings = load(sandbox.environ)
+    sandbox.start_emperor()
+    for app in ("a", "ab"):
+        sandbox.deploy_init(app)
+    sandbox.start_nginx(["a"])
+    rev = sandbox.commit_app("v1")[:12]
+    assert sandbox.push("a").returncode == 0
+    assert len(sandbox.app("a").version(rev).socket) == MAX_SOCKET_PATH
+    assert sandbox.get("/").text == "v1"
+    result = sandbox.push("ab")
+    summary = [line for line in result.stderr.splitlines() if line.startswith("remote: pre-receive: ")]
+    assert result.returncode != 0 and len(summary) == 1, result.stderr
+    assert summary[0].rstrip() == (f"remote: pre-receive: expand: socket path {run_dir}/ab-{rev}.socket is "
+                                   f"103 bytes; uWSGI allows {MAX_SOCKET_PATH}: set a shorter DEPLOY_RUN_DIR")
+    assert "died while starting" not in result.stderr
+    assert sandbox.get("/").text == "v1" and sandbox.vassal_inis() == [f"a-{rev}.ini"]
 
 
 # -- secrets -----------------------------------------------------------------
@@ -183,3 +222,27 @@ def test_any_env_and_ini_text_is_expanded_or_refused(env_text, ini_text):
         assert "[uwsgi]" in ini.text()
     except DeployError as error:
         assert "\n" not in str(error)
+
+
+# -- security hardening (issue 13) --------------------------------------------
+
+def test_recovery_removes_exactly_this_apps_temporary_files(world):
+    """A deploy of `foo` removes what a deploy of `foo` leaves (~/foo.PID.new,
+    ~/run/foo.socket.PID.new, .foo-<rev>.tmp-PID) and nothing else."""
+    from uwsgi_deploy.layout import App
+    from uwsgi_deploy.recovery import sweep_app
+    settings = load({"HOME": world})
+    os.makedirs(settings.run_dir)
+    foo = App(settings, "foo")
+    version = foo.version("0123456789ab")
+    ours = [os.path.join(world, "foo.123.new"), os.path.join(settings.run_dir, "foo.socket.123.new"),
+            version.checkout_archive(123)]
+    others = [os.path.join(world, "foo.bar.123.new"), os.path.join(world, "foo.x.new"),
+              os.path.join(settings.run_dir, "foo.socket.x.new"), os.path.join(world, "foo-bar.123.new"),
+              os.path.join(world, ".foo-0123456789ab.tmp-x")]
+    for path in ours + others:
+        os.symlink("nowhere", path)
+    sweep_app(settings, foo, emperor_running=False)
+    assert [os.path.lexists(p) for p in ours] == [False] * len(ours)
+    assert [os.path.lexists(p) for p in others] == [True] * len(others)
+

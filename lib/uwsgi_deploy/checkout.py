@@ -60,18 +60,17 @@ def branch_names(refs):
     return " or ".join(ref.removeprefix("refs/heads/") for ref in refs)
 
 
-def export_tree(git_dir, commit, destination):
-    """Write commit's tree (no .git) to destination, all or nothing: extracted
-    into a temporary sibling, then renamed into place."""
+def export_tree(git_dir, commit, version):
+    """Write commit's tree (no .git) to version's workdir, all or nothing:
+    extracted into a hidden sibling, then renamed into place. Modes follow the
+    umask (tar run as root would otherwise keep git's world-readable ones)."""
     sh = _sh()
-    parent, name = os.path.split(destination)
-    temporary = os.path.join(parent, f".{name}.tmp-{os.getpid()}")
+    destination, temporary, archive = version.workdir, version.checkout_temporary(), version.checkout_archive()
     shutil.rmtree(temporary, ignore_errors=True)
     os.makedirs(temporary)
-    archive = temporary + ".tar"
     try:
         git(git_dir, "archive", "--format=tar", "--output", archive, commit)
-        sh.tar("-x", "-f", archive, "-C", temporary)
+        sh.tar("-x", "--no-same-permissions", "-f", archive, "-C", temporary)
     except (DeployError, sh.ErrorReturnCode) as err:
         shutil.rmtree(temporary, ignore_errors=True)
         raise DeployError(f"cannot export {commit[:12]}: {_last_line(err)}") from None

@@ -18,7 +18,7 @@ import shutil
 import sys
 
 from . import DeployError
-from .layout import hidden_work_file_version
+from .layout import LOG_BACKUP_SUFFIX, hidden_work_file_version
 from .links import remove_if_exists
 from .lock import DeployLock
 from .settings import load
@@ -120,7 +120,7 @@ class Cleanup:
             return
         # renamed first, so it disappears at once and a crash halfway leaves
         # a half checkout the next run removes
-        hidden = os.path.join(os.path.dirname(version.workdir), f".{version.name}.tmp-cleanup-{os.getpid()}")
+        hidden = version.removal_temporary()
         try:
             os.rename(version.workdir, hidden)
             shutil.rmtree(hidden)
@@ -129,11 +129,12 @@ class Cleanup:
             raise DeployError(f"cannot remove {version.name}: {err.filename}: {err.strerror}") from None
 
     def runs_with_files(self):
-        """Every run (APP-<rev>, or APP-<rev>.N after restarts) that has a log or
-        a socket, by run name."""
+        """Every run (APP-<rev>, or APP-<rev>.N after restarts) that has a log
+        (or its older copy) or a socket, by run name."""
         settings = self.app.settings
         found = {}
-        for directory, suffixes in ((settings.log_dir, (".log",)), (settings.run_dir, (".socket", ".stats"))):
+        for directory, suffixes in ((settings.log_dir, (".log", ".log" + LOG_BACKUP_SUFFIX)),
+                                    (settings.run_dir, (".socket", ".stats"))):
             for entry in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
                 for suffix in suffixes:
                     run = entry.endswith(suffix) and self.app.run_from_name(entry[:-len(suffix)])
@@ -148,6 +149,7 @@ class Cleanup:
     def remove_files(self, version):
         for run in self.runs(version):
             remove_if_exists(run.log)
+            remove_if_exists(run.log_backup)
             if not os.path.exists(run.vassal_ini):
                 remove_if_exists(run.socket)
                 remove_if_exists(run.stats_socket)

@@ -1,38 +1,69 @@
 """Names and paths of an app's versions on the server (see README, "What
-happens on the server"). Every file the pipeline touches is named here."""
+happens on the server"). Every file the pipeline touches is named here,
+temporary ones included, so recovery and cleanup match exactly what a deploy
+of one app wrote and never another app's files."""
 import os
 import re
 from dataclasses import dataclass, field
 
 from . import DeployError
+from .settings import SETTINGS
 
-APP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 REV_LENGTH = 12
 VERSION_NAME = re.compile(r"(?P<app>.+)-(?P<rev>[0-9a-f]{%d})\Z" % REV_LENGTH)
 # What a version's vassal, sockets and log are named: APP-<rev>, or APP-<rev>.N
 # for its N-th restart while live (a configuration change restarts it beside
 # the running one, so the two need different names).
 RUN_NAME = re.compile(r"(?P<version>.+-[0-9a-f]{%d})(?:\.(?P<run>[1-9][0-9]*))?\Z" % REV_LENGTH)
-# sun_path is 108 bytes on Linux, including the terminating NUL
-MAX_SOCKET_PATH = 107
+# No dots: every path of an app is its name, or its name followed by '-<rev>'
+# or by '.', so no app's paths can equal or start another app's.
+APP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*\Z")
+MAX_APP_NAME = 64
+# uWSGI refuses a unix socket name longer than 102 bytes ("invalid socket
+# name"), below the kernel's 107 (t/test_hostile.py measures it on the binary).
+MAX_SOCKET_PATH = 102
+LOG_BACKUP_SUFFIX = ".1"   # the one older copy of a run's log (uwsgi_ini.log_cap_options)
+# Entries of the deploy home that are not apps: the settings' directories and
+# files under DEPLOY_HOME, what `make install` puts there (Makefile BINDIR,
+# LIBDIR, SHAREDIR), git-shell's command directory and the dependency
+# environments.
+INSTALL_DIRS = ("bin", "lib", "share")
+RESERVED_NAMES = frozenset(
+    [s.default.split("/")[1] for s in SETTINGS if s.default.startswith("{home}/")]
+    + list(INSTALL_DIRS) + ["git-shell-commands", "venvs"])
 
 
-# What a deploy writes under a hidden name before renaming it into place:
-# .APP-<rev>.tmp-PID (checkout), .APP-<rev>.tmp-PID.tar, .APP-<rev>.ini.tmp
-HIDDEN_WORK_FILE = re.compile(r"\.(?P<name>.+?)(?:\.ini\.tmp|\.tmp-.*)\Z")
+def temporary_link(link, pid=None):
+    """The fresh symlink renamed over `link` (links.switch_symlink)."""
+    return f"{link}.{os.getpid() if pid is None else pid}.new"
 
 
-def hidden_work_file_version(app, filename):
-    """The Version a hidden work file of app belongs to, or None."""
-    match = HIDDEN_WORK_FILE.match(filename)
-    return app.run_from_name(match.group("name")) if match else None
+def hidden_temporary(path):
+    """What a file is written as before it is renamed to `path`: a hidden
+    name the Emperor ignores (vassal.write_vassal_ini)."""
+    directory, name = os.path.split(path)
+    return os.path.join(directory, f".{name}.tmp")
 
 
 def check_app_name(app):
-    if not APP_NAME.match(app) or not app.isascii():
-        raise DeployError(f"invalid app name {app!r}: use letters, digits, '.', '_' and '-', "
-                          "not starting with '.' or '-'")
+    if not APP_NAME.match(app) or not app.isascii() or len(app) > MAX_APP_NAME:
+        raise DeployError(f"invalid app name {app!r}: use up to {MAX_APP_NAME} letters, digits, "
+                          "'_' and '-', starting with a letter or digit")
+    if VERSION_NAME.match(app):
+        raise DeployError(f"invalid app name {app!r}: it ends like a version directory "
+                          f"(-<{REV_LENGTH} hex digits>)")
+    if app in RESERVED_NAMES:
+        raise DeployError(f"invalid app name {app!r}: ~/{app} is part of the deploy home's layout")
     return app
+
+
+def hidden_work_file_version(app, filename):
+    """The Version of app whose hidden work file (in the deploy home or the
+    vassals directory) filename is, or None."""
+    match = app.hidden_work_file.match(filename)
+    if not match:
+        return None
+    return app.run_from_name(match.group("version") + (f".{match.group('run')}" if match.group("run") else ""))
 
 
 @dataclass(frozen=True)
@@ -71,6 +102,21 @@ class App:
         the repository's environment.sh, ~/environment.sh, ~/APP.env."""
         return [path for path in (repo_env, self.settings.env_file, self.env_file)
                 if path and os.path.exists(path)]
+
+    @property
+    def hidden_work_file(self):
+        """What a deploy or cleanup of this app writes under a hidden name:
+        .APP-<rev>.tmp-PID (a checkout), .APP-<rev>.tmp-PID.tar (its archive),
+        .APP-<rev>.tmp-cleanup-PID (a version being removed), and
+        .APP-<rev>[.N].ini.tmp (a run's vassal being written). See Version."""
+        return re.compile(r"\.(?P<version>%s-[0-9a-f]{%d})(?:\.tmp-[0-9]+(?:\.tar)?|\.tmp-cleanup-[0-9]+|"
+                          r"(?:\.(?P<run>[1-9][0-9]*))?\.ini\.tmp)\Z" % (re.escape(self.name), REV_LENGTH))
+
+    def temporary_links(self):
+        """(directory, pattern) of the fresh symlinks a deploy of this app
+        renames over ~/APP and ~/run/APP.socket (temporary_link, any pid)."""
+        return [(os.path.dirname(link), re.compile(re.escape(os.path.basename(link)) + r"\.[0-9]+\.new\Z"))
+                for link in (self.home_link, self.live_socket)]
 
     def version(self, rev):
         return Version(self, rev[:REV_LENGTH])
@@ -127,9 +173,27 @@ class Version:
     def workdir(self):
         return os.path.join(self.app.settings.home, self.name)
 
+    def _hidden(self, suffix):
+        return os.path.join(self.app.settings.home, f".{self.name}{suffix}")
+
+    def checkout_temporary(self, pid=None):
+        """Where a checkout is extracted before it is renamed to workdir."""
+        return self._hidden(f".tmp-{os.getpid() if pid is None else pid}")
+
+    def checkout_archive(self, pid=None):
+        return self.checkout_temporary(pid) + ".tar"
+
+    def removal_temporary(self, pid=None):
+        """What deploy-cleanup renames workdir to before removing it."""
+        return self._hidden(f".tmp-cleanup-{os.getpid() if pid is None else pid}")
+
     @property
     def vassal_ini(self):
         return self._path(self.app.settings.vassals_dir, ".ini")
+
+    @property
+    def vassal_ini_temporary(self):
+        return hidden_temporary(self.vassal_ini)
 
     @property
     def socket(self):
@@ -143,11 +207,16 @@ class Version:
     def log(self):
         return self._path(self.app.settings.log_dir, ".log")
 
+    @property
+    def log_backup(self):
+        """The one older copy of the run's log (uwsgi_ini.log_cap_options)."""
+        return self.log + LOG_BACKUP_SUFFIX
+
     def check_socket_paths(self):
         for path in (self.socket, self.stats_socket, self.app.live_socket):
             if len(os.fsencode(path)) > MAX_SOCKET_PATH:
                 raise DeployError(f"socket path {path} is {len(os.fsencode(path))} bytes; "
-                                  f"the kernel allows {MAX_SOCKET_PATH}: set a shorter DEPLOY_RUN_DIR")
+                                  f"uWSGI allows {MAX_SOCKET_PATH}: set a shorter DEPLOY_RUN_DIR")
 
 
 def app_from_repo_dir(settings, git_dir):

@@ -5,12 +5,14 @@ socket's symlink on every connection) never finds it missing; unlink-then-
 symlink leaves a gap that costs requests."""
 import os
 
+from .layout import temporary_link
+
 
 def switch_symlink(link, target):
     """Point link at target (kept relative when both share a directory)."""
     if os.path.dirname(os.path.abspath(target)) == os.path.dirname(os.path.abspath(link)):
         target = os.path.basename(target)
-    temporary = f"{link}.{os.getpid()}.new"
+    temporary = temporary_link(link)
     try:
         os.unlink(temporary)
     except FileNotFoundError:

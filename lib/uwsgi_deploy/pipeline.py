@@ -235,7 +235,7 @@ class Deploy:
                 raise StageFailed("checkout", f"{self.version.workdir}: no such directory")
             return
         with self.report.stage("checkout", f"Checking out {commit[:12]} into {self.version.workdir}"):
-            export_tree(git_dir, commit, self.version.workdir)
+            export_tree(git_dir, commit, self.version)
 
     def find_deploy_files(self):
         try:

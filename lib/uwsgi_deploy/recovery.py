@@ -41,12 +41,12 @@ def sweep_app(settings, app, say=None, emperor_running=True):
         path = os.path.join(settings.home, name)
         if hidden_work_file_version(app, name):          # half checkouts
             shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else remove_if_exists(path)
-        elif name.startswith(app.name + ".") and name.endswith(".new"):   # ~/APP.<pid>.new
-            remove_if_exists(path)
+    for directory, pattern in app.temporary_links():     # ~/APP.<pid>.new, ~/run/APP.socket.<pid>.new
+        for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+            if pattern.match(name):
+                remove_if_exists(os.path.join(directory, name))
     if os.path.isdir(settings.run_dir):
         for name in sorted(os.listdir(settings.run_dir)):
-            if name.startswith(app.name + ".socket.") and name.endswith(".new"):
-                remove_if_exists(os.path.join(settings.run_dir, name))
             for suffix in (".socket", ".stats"):
                 version = app.run_from_name(name[:-len(suffix)]) if name.endswith(suffix) else None
                 # a killed vassal cannot vacuum: its sockets stay behind

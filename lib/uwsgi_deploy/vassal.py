@@ -6,6 +6,7 @@ import time
 
 from . import DeployError
 from .emperor import poke, read_stats, vassal_state
+from .layout import hidden_temporary
 from .links import remove_if_exists
 
 POLL = 0.02
@@ -16,7 +17,7 @@ def write_vassal_ini(path, text):
     secrets). Written under a name the Emperor ignores, then renamed in; a
     rewrite gets an mtime strictly later (in whole seconds) than the file it
     replaces, since the Emperor ignores a change within the same second."""
-    temporary = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp")
+    temporary = hidden_temporary(path)
     remove_if_exists(temporary)
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as stream:
