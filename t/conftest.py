@@ -33,6 +33,29 @@ def run_tool(name, *args, **kwargs):
     return subprocess.run([os.path.join(BIN, name), *args], capture_output=True, **kwargs)
 
 
+NOWHERE = "/nonexistent/uwsgi-deploy-test"
+
+
+def uwsgi_reads(ini_path, env=None):
+    """[(key, value)]: the options a real uWSGI collects from ini_path, in
+    order. It prints them (--show-config) and exits at once (its chdir to a
+    missing directory fails) before it binds a socket or loads an app."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("UWSGI_")}
+    result = subprocess.run([UWSGI, "--ini", ini_path, "--show-config", "--chdir", NOWHERE],
+                            capture_output=True, env=dict(environ, **(env or {})), timeout=30,
+                            cwd=os.path.dirname(ini_path))
+    output = (result.stdout + result.stderr).decode("utf-8", "replace")
+    head, found, rest = output.partition(";uWSGI instance configuration\n[uwsgi]\n")
+    assert found, output
+    options = []
+    for line in rest.partition(";end of configuration")[0].split("\n")[:-1]:
+        equals = line.index("=")   # a key holds no '='; uWSGI prints `key = value`
+        options.append((line[:equals - 1], line[equals + 2:]))
+    for ours in (("ini", ini_path), ("show-config", "true"), ("chdir", NOWHERE)):   # the command line's
+        options.remove(ours)
+    return options
+
+
 class Uwsgi:
     """A real uWSGI running one ini file, stopped by PID."""
 

@@ -226,6 +226,55 @@ def test_any_env_and_ini_text_is_expanded_or_refused(env_text, ini_text):
 
 # -- security hardening (issue 13) --------------------------------------------
 
+@pytest.mark.parametrize("text, line, reason", [
+    ("A=1\nsk_live_51HxyzSECRETxyz\n", 2, "no '=' on this line"),
+    ("KEY=-----BEGIN\nMIIEvQIBADANBgkqh+kiG9w0SECRET/AQEFAASC=xyz\n", 2, "invalid variable name"),
+])
+def test_malformed_env_line_is_refused_without_showing_it(server, live, text, line, reason):
+    server.commit({"environment.sh": text})
+    result = server.push()
+    refused(server, live, result, "env", f"environment.sh:{line}: {reason}")
+    assert "SECRET" not in result.stderr
+
+
+def test_uwsgi_variable_in_an_env_file_is_refused(server, live):
+    with open(server.settings.env_file, "w") as stream:
+        stream.write("A=1\nUWSGI_HTTP11_SOCKET=0.0.0.0:9090\n")
+    os.chmod(server.settings.env_file, 0o600)
+    server.commit_app("v2")
+    refused(server, live, server.push(), "env",
+            f"{server.settings.env_file}:2: UWSGI_HTTP11_SOCKET: names starting with UWSGI_ become uWSGI options")
+
+
+def test_listener_alias_in_uwsgi_ini_is_refused(server, live):
+    server.commit({"uwsgi.ini": "[uwsgi]\nmaster = true\nwsgi-file = app.py\n; \x0c[other]\n"
+                                "http11-socket = 0.0.0.0:9090\n"})
+    refused(server, live, server.push(), "expand", "uwsgi.ini:5: option 'http11-socket' opens a way in")
+
+
+def test_server_side_env_file_others_can_read_is_warned_about_and_writable_refused(server, live):
+    env_file = server.settings.env_file
+    with open(env_file, "w") as stream:
+        stream.write("DB_PASSWORD=hunter2\n")
+    os.chmod(env_file, 0o644)
+    server.commit_app("v2")
+    result = server.push()
+    assert result.returncode == 0, result.stderr
+    assert f"remote:  !     {env_file} is readable by other users (mode 644): chmod 600 {env_file}" in result.stderr
+    os.chmod(env_file, 0o666)
+    server.commit_app("v3")
+    line = refused(server, server.app("app").live_version().rev, server.push(), "env",
+                   f"{env_file}: writable by other users", serving="v2")
+    assert "hunter2" not in line
+
+
+def test_uwsgi_ini_that_setup_left_as_a_fifo_is_refused_at_once(server, live):
+    setup = "#!/bin/sh\nrm uwsgi.ini\nmkfifo uwsgi.ini\n"
+    server.commit_app("v2", extra={"setup": setup})
+    result = server.push()   # a deploy that opened the FIFO would hang here, holding the lock
+    refused(server, live, result, "expand", "uwsgi.ini: not a regular file (a FIFO)")
+
+
 def test_recovery_removes_exactly_this_apps_temporary_files(world):
     """A deploy of `foo` removes what a deploy of `foo` leaves (~/foo.PID.new,
     ~/run/foo.socket.PID.new, .foo-<rev>.tmp-PID) and nothing else."""

@@ -5,8 +5,12 @@ The dialect is python-dotenv's, not bash's: `export K=V`, quotes, comments and
 literal; `${VAR}` is expanded even inside single quotes. Where a value looks
 like it relied on the shell, we warn (naming file, line and variable, never
 the value) instead of guessing.
+
+Errors name the file and line, never the line's text: a malformed line is
+often a secret (a value without its NAME=, a wrapped private key).
 """
 import io
+import os
 import re
 from dataclasses import dataclass
 
@@ -14,8 +18,10 @@ from dotenv.parser import parse_stream
 from dotenv.variables import parse_variables
 
 from . import DeployError
+from .files import read_text
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+UWSGI_PREFIX = "UWSGI_"
 SHELLISM = re.compile(r"\$[A-Za-z_]|\$\(|`")
 QUOTE_AFTER_EQUALS = re.compile(r"\s*(?:export\s+)?(?:'[^']*'|[^=]*?)\s*=\s*(['\"]?)")
 
@@ -57,10 +63,12 @@ def parse_env_text(text, path, lookup=None, warn=None):
             raise DeployError(f"{path}:{line}: cannot parse this line (expected NAME=value)")
         if binding.key is None:
             continue   # blank line or comment
-        if not NAME.match(binding.key):
-            raise DeployError(f"{path}:{line}: invalid variable name {binding.key!r}")
         if binding.value is None:
-            raise DeployError(f"{path}:{line}: {binding.key} has no '=' (write {binding.key}= for an empty value)")
+            raise DeployError(f"{path}:{line}: no '=' on this line (expected NAME=value; "
+                              "NAME= for an empty value)")
+        if not NAME.match(binding.key):
+            raise DeployError(f"{path}:{line}: invalid variable name (use letters, digits and '_', "
+                              "not starting with a digit)")
         if warn:
             problem = _shell_warning(binding.value, binding.original.string)
             if problem:
@@ -87,19 +95,38 @@ class _Chain(dict):
 
 
 def read_env_file(path, lookup=None, warn=None):
+    return parse_env_text(read_text(path), path, lookup, warn)   # a CR in a value is kept
+
+
+def check_app_variable(entry):
+    """uWSGI reads UWSGI_<OPTION> variables as options: one set with `env =`
+    becomes an option when the vassal re-execs itself (a reload), unchecked."""
+    if entry.name.upper().startswith(UWSGI_PREFIX):
+        raise DeployError(f"{entry.where}: {entry.name}: names starting with {UWSGI_PREFIX} become "
+                          "uWSGI options when the app reloads; rename it")
+
+
+def check_server_side(path, warn):
+    """A server-side env file holds secrets. One that another user can write
+    is refused: they could add variables (LD_PRELOAD, PYTHONPATH) that run
+    their code inside the app. One that others can read gets a warning: the
+    secret is out already, and refusing would not take it back but would stop
+    every deploy, fixes included, until someone logs in."""
     try:
-        with open(path, encoding="utf-8", newline="") as stream:   # keep a CR in a value
-            text = stream.read()
-    except UnicodeDecodeError as err:
-        raise DeployError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
-    except OSError as err:
-        raise DeployError(f"{path}: {err.strerror}") from None
-    return parse_env_text(text, path, lookup, warn)
+        info = os.stat(path)
+    except FileNotFoundError:
+        return
+    if info.st_uid not in (os.getuid(), 0) or info.st_mode & 0o022:
+        raise DeployError(f"{path}: writable by other users (owner uid {info.st_uid}, mode "
+                          f"{info.st_mode & 0o777:o}): chown it to this account and chmod 600 it")
+    if info.st_mode & 0o044:
+        warn(f"{path} is readable by other users (mode {info.st_mode & 0o777:o}): chmod 600 {path}")
 
 
 def read_env_files(paths, base_environ=None, warn=None):
-    """Merge env files in order (later files win); ${VAR} sees earlier files'
-    values, then base_environ. Returns {name: EnvEntry} in first-seen order."""
+    """Merge an app's env files in order (later files win); ${VAR} sees
+    earlier files' values, then base_environ. Returns {name: EnvEntry} in
+    first-seen order. A UWSGI_ name is refused (check_app_variable)."""
     merged = {}
     base_environ = base_environ or {}
 
@@ -110,5 +137,6 @@ def read_env_files(paths, base_environ=None, warn=None):
 
     for path in paths:
         for entry in read_env_file(path, lookup, warn):
+            check_app_variable(entry)
             merged[entry.name] = entry
     return merged

@@ -14,7 +14,7 @@ from . import DeployError
 from .deploylog import append_entry, known_commit
 from .checkout import clean_environ, deploy_dir, export_tree, inside
 from .emperor import poke
-from .envfile import read_env_files
+from .envfile import check_server_side, read_env_files
 from .inventory import History
 from .links import remove_if_exists, switch_symlink
 from .lock import DeployLock
@@ -256,6 +256,8 @@ class Deploy:
 
     def read_env(self):
         with self.report.stage("env", "Reading environment"):
+            for server_side in (self.settings.env_file, self.app.env_file):
+                check_server_side(server_side, self.report.warn)
             paths = self.app.env_files(self.deploy_file("environment.sh", "env"))
             entries = read_env_files(paths, self.environ, warn=self.report.warn)
             names = ", ".join(entries) or "none"

@@ -1,36 +1,22 @@
-"""Expanding a user's uwsgi.ini: escape values for uWSGI, refuse what it cannot carry.
+"""Expanding a user's uwsgi.ini: check it as uWSGI reads it, append the
+deployer's lines, escape values for uWSGI, refuse what it cannot carry.
 
-uWSGI rewrites ini values in passes (see docs/escaping in README): `%X` magic
+uWSGI rewrites ini values in passes (README, "Environment files"): `%X` magic
 vars at read time, then `$(VAR)`, `@(file)` and `%(name)` placeholders. A value
 survives byte for byte when every `%` is doubled and every `$` and `@` is
 replaced by a placeholder that stands for that character. What cannot survive
 is refused: newlines, NUL, trailing blanks (uWSGI strips them) and a literal
 `%(...)` (uWSGI would re-expand it after unescaping).
 """
-import io
 import re
-
-from iniparse import INIConfig
-from iniparse.ini import CommentLine, EmptyLine, LineContainer, OptionLine
-from iniparse.configparser import MissingSectionHeaderError, ParsingError
 
 from . import DeployError
 from .envfile import read_env_files
+from .files import read_text
+from .uwsgi_options import SECTION, check_app_ini
 
-SECTION = "uwsgi"
 PLACEHOLDERS = {"$": "uwsgi_deploy_dollar", "@": "uwsgi_deploy_at"}
 PLACEHOLDER_LINES = [f"{name}={char}" for char, name in PLACEHOLDERS.items()]
-
-# Options whose values the deployer decides: where the vassal listens, logs
-# and where it runs. A user setting one would double or fight ours.
-OWNED_OPTIONS = frozenset("""
-    socket uwsgi-socket http-socket https-socket http https http-socket-modifier1
-    fastcgi-socket fastcgi-nph-socket scgi-socket scgi-nph-socket raw-socket
-    puwsgi-socket suwsgi-socket ssl-socket zeromq zmq zeromq-socket zmq-socket
-    shared-socket http-to https2 socket-protocol protocol
-    stats stats-server daemonize daemonize2 pidfile pidfile2 safe-pidfile
-    safe-pidfile2 logto logto2 chdir chdir2
-""".split())
 
 TRAILING_BLANKS = " \t\r\v\f"
 REEXPANDED = re.compile(r"%\([^)]*\)")   # any %( ... ) : uWSGI resolves names, even with spaces
@@ -56,77 +42,30 @@ def escape_value(value, what):
     return "".join(ESCAPES.get(char, char) for char in value)
 
 
-def normalize_option(name):
-    return name.strip().lower().replace("_", "-")
-
-
-def owned_options_set(text, path):
-    """(line, option) for each deployer-owned option set in the [uwsgi] section,
-    read the way uWSGI reads lines (leading blanks ignored, key up to '=')."""
-    found, section = [], None
-    for number, line in enumerate(text.splitlines(), 1):
-        stripped = line.strip()
-        if not stripped or stripped[0] in ";#":
-            continue
-        if stripped.startswith("["):
-            section = stripped[1:].split("]", 1)[0].strip()
-            continue
-        if section == SECTION and "=" in stripped:
-            option = normalize_option(stripped.split("=", 1)[0])
-            if option in OWNED_OPTIONS:
-                found.append((number, option))
-    return found
-
-
 class UwsgiIni:
-    """A user's uwsgi.ini, parsed with iniparse so unknown lines, comments and
-    repeated keys (several `env =`) are written back exactly as they were."""
+    """A user's uwsgi.ini, checked the way uWSGI reads it (uwsgi_options) and
+    kept byte for byte; the deployer's lines follow under a [uwsgi] header of
+    their own at the end, so uWSGI applies them whatever section, header or
+    line came before."""
 
     def __init__(self, text, path):
         self.path = path
-        try:
-            self.config = INIConfig(io.StringIO(text))
-        except MissingSectionHeaderError as err:
-            raise DeployError(f"{path}:{err.lineno}: option outside any [section]") from None
-        except ParsingError as err:
-            number, _line = err.errors[0]
-            raise DeployError(f"{path}:{number}: cannot parse this line (expected 'option = value')") from None
-        self.sections = [c for c in self.config._data.contents
-                         if isinstance(c, LineContainer) and c.name == SECTION]
-        if not self.sections:
-            raise DeployError(f"{path}: no [{SECTION}] section")
-        for number, option in owned_options_set(text, path):
-            raise DeployError(f"{path}:{number}: option '{option}' is set by the deployer; remove it")
+        check_app_ini(text, path)
+        self.original = text if text.endswith("\n") or not text else text + "\n"
+        self.added = []
 
     @classmethod
     def read(cls, path):
-        try:
-            with open(path, encoding="utf-8") as stream:
-                text = stream.read()
-        except FileNotFoundError:
-            raise DeployError(f"{path}: no such file") from None
-        except UnicodeDecodeError as err:
-            raise DeployError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
-        except OSError as err:
-            raise DeployError(f"{path}: {err.strerror}") from None
-        return cls(text, path)
+        return cls(read_text(path), path)
 
     def add_options(self, options, comment="added by uwsgi-deploy"):
-        """Append (option, raw value) lines at the end of the last [uwsgi]
-        section, even when other sections follow it."""
-        section = self.sections[-1]
-        # Keep the section's trailing blank line after our block, not before it.
-        tail = []
-        while section.contents and isinstance(section.contents[-1], (EmptyLine, CommentLine)):
-            tail.insert(0, section.contents.pop())
-        section.add(CommentLine(f" {comment}", ";"))
-        for option, value in options:
-            section.add(LineContainer(OptionLine(option, value)))
-        section.extend(tail)
+        """Append (option, raw value) lines to the deployer's block."""
+        if not self.added:
+            self.added = ["", f"[{SECTION}]", f"; {comment}"]
+        self.added.extend(f"{option} = {value}" for option, value in options)
 
     def text(self):
-        text = str(self.config)
-        return text if text.endswith("\n") else text + "\n"
+        return self.original + "".join(line + "\n" for line in self.added)
 
 
 def deploy_options(env_entries, chdir=None, extra=()):
