@@ -226,6 +226,29 @@ def test_any_env_and_ini_text_is_expanded_or_refused(env_text, ini_text):
 
 # -- security hardening (issue 13) --------------------------------------------
 
+DAEMONIZING_SETUP = """#!/bin/sh
+sleep 300 &
+echo $! > background.pid
+# a daemon: its own session, its parent gone at once (a double fork)
+setsid sh -c 'sleep 300 & echo $! > daemon.pid' < /dev/null > /dev/null 2>&1 &
+while [ ! -s daemon.pid ]; do sleep 0.01; done
+echo set up
+"""
+
+
+def test_setup_leaves_no_process_running(server, live):
+    """A `cmd &` and a setsid, double-forked daemon of a setup that exits 0
+    are gone when the setup stage ends."""
+    rev = server.commit_app("v2", extra={"setup": DAEMONIZING_SETUP})[:12]
+    result = server.push()
+    assert result.returncode == 0, result.stderr
+    workdir = server.app("app").version(rev).workdir
+    for name in ("background.pid", "daemon.pid"):
+        pid = int(open(os.path.join(workdir, name)).read())
+        assert not os.path.exists(f"/proc/{pid}"), f"{name}: {pid} still runs"
+    assert server.get("/").text == "v2"
+
+
 @pytest.mark.parametrize("text, line, reason", [
     ("A=1\nsk_live_51HxyzSECRETxyz\n", 2, "no '=' on this line"),
     ("KEY=-----BEGIN\nMIIEvQIBADANBgkqh+kiG9w0SECRET/AQEFAASC=xyz\n", 2, "invalid variable name"),

@@ -1,5 +1,6 @@
 """Running the app's `setup` script (and the installers that build its
-environment): live output, bounded time, flat memory."""
+environment): live output, bounded time, flat memory, and nothing it started
+left running once it is done."""
 import collections
 import ctypes
 import os
@@ -13,6 +14,16 @@ from . import DeployError
 
 TAIL_LINES = 20
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+STRAY_TIMEOUT = 10.0   # seconds to end what a run left behind
+
+
+def _prctl(option, value):
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(option, value, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
 
 
 def make_executable(path):
@@ -25,11 +36,48 @@ def make_executable(path):
 def _die_with_parent():
     """In the child: get SIGKILL when the deploy dies (Linux prctl), so a
     killed deploy leaves no setup running."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def children():
+    """PIDs whose parent is this process (read from /proc: the kernel's
+    /proc/PID/task/TID/children is not always built in)."""
+    me, found = os.getpid(), []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stream:
+                fields = stream.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == me:
+            found.append(int(entry))
+    return found
+
+
+def end_strays(known, what, timeout=STRAY_TIMEOUT):
+    """SIGKILL and reap every child of this process that is not in known.
+    With this process a child subreaper, that includes whatever setup started
+    and left behind (a `cmd &`, a setsid or double-forked daemon): orphans are
+    re-parented here instead of to init, and their own orphans follow them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        strays = [pid for pid in children() if pid not in known]
+        if not strays:
+            return
+        if time.monotonic() > deadline:
+            raise DeployError(f"{what} left {len(strays)} processes that would not stop")
+        for pid in strays:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in strays:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
 
 
 def run_setup(script, cwd, environ, timeout, output):
@@ -41,9 +89,16 @@ def run_streaming(argv, cwd, environ, timeout, output, what):
     """Run argv in cwd, copying its output (stdout and stderr) as it comes to
     the binary stream output() returns (None: the pusher is gone, drop it).
     Returns the last lines; raises DeployError (with .tail) naming `what` on a
-    non-zero exit or after timeout seconds."""
+    non-zero exit or after timeout seconds. However it ends, every process it
+    started is gone when this returns: this process becomes a child
+    subreaper, so that daemons it detaches come back here to be ended (one
+    run at a time per process: another child started meanwhile would be
+    ended too)."""
     tail = collections.deque(maxlen=TAIL_LINES)
     partial = b""
+    if not _prctl(PR_SET_CHILD_SUBREAPER, 1):
+        raise DeployError(f"cannot become a child subreaper (prctl), so {what}'s processes could not be ended")
+    known = set(children())
     process = subprocess.Popen(argv, cwd=cwd, env=environ, stdin=subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                start_new_session=True, preexec_fn=_die_with_parent)
@@ -76,12 +131,13 @@ def run_streaming(argv, cwd, environ, timeout, output, what):
             partial = lines.pop()[-4096:]
             tail.extend(line[-4096:].decode("utf-8", "replace") for line in lines)
     finally:
-        if process.poll() is None:
+        if process.returncode is None:   # not reaped yet, so its group id is still its own
             try:
                 os.killpg(process.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         status = process.wait()
+        end_strays(known, what)
         process.stdout.close()
     if partial:
         tail.append(partial.decode("utf-8", "replace"))
