@@ -298,6 +298,58 @@ def test_uwsgi_ini_that_setup_left_as_a_fifo_is_refused_at_once(server, live):
     refused(server, live, result, "expand", "uwsgi.ini: not a regular file (a FIFO)")
 
 
+def test_push_over_the_size_limit_is_refused_by_git(server, live):
+    result = server.tool("deploy-init", "app", env={"DEPLOY_PUSH_MAX_MB": "1"})
+    assert result.returncode == 0, result.stderr
+    server.commit({"blob.bin": os.urandom(3 * 1024 * 1024).hex()[:3 * 1024 * 1024]})
+    result = server.push()
+    assert result.returncode != 0 and "pack exceeds maximum allowed size" in result.stderr, result.stderr
+    assert server.get("/").text == "v1" and server.vassal_inis() == [f"app-{live}.ini"]
+
+
+def test_malformed_git_object_is_refused_by_git(server, live):
+    """receive.fsckObjects: a commit whose author has no email never gets in."""
+    repo = server.source_repo()
+    tree = server.git(repo, "rev-parse", "HEAD^{tree}").stdout.strip()
+    parent = server.git(repo, "rev-parse", "HEAD").stdout.strip()
+    bad = f"tree {tree}\nparent {parent}\nauthor nobody 1700000000 +0000\ncommitter c <c@c> 1700000000 +0000\n\nx\n"
+    commit = subprocess.run(["git", "-C", repo, "hash-object", "-t", "commit", "-w", "--literally", "--stdin"],
+                            input=bad, capture_output=True, text=True, check=True).stdout.strip()
+    server.git(repo, "update-ref", "refs/heads/main", commit)
+    result = server.push()
+    assert result.returncode != 0 and "fsck" in result.stderr, result.stderr
+    assert server.get("/").text == "v1" and server.vassal_inis() == [f"app-{live}.ini"]
+
+
+NOISY_APP = '''import sys
+
+
+def application(environ, start_response):
+    for _ in range(100):   # 100 KB of log, in lines a uWSGI log keeps whole
+        sys.stderr.write("x" * 1000 + "\\n")
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"noisy"]
+'''
+
+
+def test_vassal_log_is_capped_and_rotated(server, live):
+    """A log over DEPLOY_VASSAL_LOG_MAX_MB becomes the one old copy within
+    seconds, the app logging on into the emptied log, every request served
+    (uWSGI's own log-maxsize would fail requests that log this much)."""
+    rev = server.commit({"app.py": NOISY_APP})[:12]
+    assert server.push(extra_env={"DEPLOY_VASSAL_LOG_MAX_MB": "1"}).returncode == 0
+    version = server.app("app").version(rev)
+    for _ in range(30):   # 3 MB of log
+        assert server.get("/").text == "noisy"
+    wait_until(lambda: os.path.exists(version.log_backup), 20, "the log to be rotated")
+    assert os.path.getsize(version.log_backup) > 3_000_000
+    before = os.path.getsize(version.log)
+    assert before < 1024 * 1024
+    assert server.get("/").text == "noisy"
+    wait_until(lambda: os.path.getsize(version.log) >= before + 100_000, 10, "the app to log on")
+    assert os.stat(version.log).st_blocks * 512 < 1024 * 1024   # appended at the new end, no hole
+
+
 def test_recovery_removes_exactly_this_apps_temporary_files(world):
     """A deploy of `foo` removes what a deploy of `foo` leaves (~/foo.PID.new,
     ~/run/foo.socket.PID.new, .foo-<rev>.tmp-PID) and nothing else."""

@@ -34,6 +34,14 @@ def wire_hook(repo, hook_source):
     return True
 
 
+def receive_limits(settings):
+    """What git checks of a push before the hook runs: every object is
+    verified (a malformed object is refused), the pack is bounded in size,
+    and objects are written private whatever umask the ssh session has."""
+    return {"receive.fsckObjects": "true", "core.sharedRepository": "0640",
+            "receive.maxInputSize": f"{settings.push_max_mb}m"}   # 0: no limit
+
+
 def init_app(name, branch, hook_source, out, environ=None):
     environ = os.environ if environ is None else environ
     settings = load(environ)
@@ -45,6 +53,8 @@ def init_app(name, branch, hook_source, out, environ=None):
         out.write(f"created {app.repo} (deploys {branch_names(deploy_branch_refs(app.repo, settings.branch))})\n")
     else:
         out.write(f"{app.repo} exists; keeping it\n")
+    for key, value in receive_limits(settings).items():
+        git(app.repo, "config", key, value)
     if wire_hook(app.repo, hook_source):
         out.write(f"wired {app.repo}/hooks/pre-receive -> {hook_source}\n")
     home = account_home(environ)

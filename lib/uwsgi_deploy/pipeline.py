@@ -23,7 +23,7 @@ from .probe import free_loopback_port, wait_for_200
 from .recovery import sweep_app
 from .setup_script import make_executable, run_setup
 from .paths import tools_first
-from .uwsgi_ini import expand_ini
+from .uwsgi_ini import expand_ini, log_cap_options
 from .venv_key import REQUIREMENTS_FILE
 from .venvs import provide as provide_environment
 from .vassal import (died_while_starting, log_tail, remove_vassal, retire_vassal,
@@ -300,9 +300,14 @@ class Deploy:
 
     def vassal_text(self, listen):
         """The vassal ini: the user's, expanded, with where it listens and logs.
-        need-app makes a failed import kill the vassal instead of serving 500s."""
+        need-app makes a failed import kill the vassal instead of serving 500s;
+        the daemon that caps the log runs under (and turns on) the master."""
+        log_cap = self.settings.vassal_log_max_mb * 1024 * 1024
+        logs = [("logto", self.version.log)]
+        if log_cap:
+            logs += log_cap_options(self.version.log, self.version.log_backup, log_cap)
         return expand_ini(self.ini, self.entries, chdir=self.deploy_dir,
-                          extra=[("need-app", "true"), ("logto", self.version.log),
+                          extra=[("need-app", "true"), *logs,
                                  ("stats", self.version.stats_socket), listen])
 
     def probe(self):
@@ -316,6 +321,7 @@ class Deploy:
             if not wait_vassal_gone(self.settings, self.version, self.settings.drain_timeout):
                 raise DeployError(f"an earlier {self.version.name} vassal is still stopping")
             remove_if_exists(self.version.log)   # this attempt's log only
+            remove_if_exists(self.version.log_backup)
             if self.settings.probe_via == "socket":
                 self.start_candidate(("socket", self.version.socket), "unix:" + self.version.socket,
                                      self.settings.probe_timeout, first_start=True)

@@ -51,6 +51,11 @@ SETTINGS = (
             "seconds the new version is watched after the switch, the old one kept ready (0: off)"),
     Setting("lock_timeout", "600", float, "seconds a deploy waits for another deploy of the app"),
     Setting("keep", "4", int, "versions deploy-cleanup keeps by default"),
+    Setting("push_max_mb", "500", int,
+            "largest push git accepts, in MiB (receive.maxInputSize, set by deploy-init; 0: no limit)"),
+    Setting("vassal_log_max_mb", "20", int,
+            "a version's uWSGI log is kept under this size in MiB: a bigger one becomes the one old copy"
+            " (0: no cap)"),
 )
 BY_VARIABLE = {s.variable: s for s in SETTINGS}
 NOT_PATHS = {s.name for s in SETTINGS if s.kind is not str} | {"branch", "ping_path", "probe_via", "venv_installer"}

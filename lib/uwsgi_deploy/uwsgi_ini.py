@@ -9,6 +9,7 @@ is refused: newlines, NUL, trailing blanks (uWSGI strips them) and a literal
 `%(...)` (uWSGI would re-expand it after unescaping).
 """
 import re
+import shlex
 
 from . import DeployError
 from .envfile import read_env_files
@@ -82,6 +83,25 @@ def deploy_options(env_entries, chdir=None, extra=()):
     for option, value in extra:
         options.append((option, escape_value(str(value), option)))
     return options
+
+
+LOG_CHECK_INTERVAL = 5   # seconds between looks at a version's log size
+
+
+def log_cap_options(log, backup, max_bytes):
+    """Lines that keep log under max_bytes (give or take what the app writes
+    in LOG_CHECK_INTERVAL): a daemon the vassal's master runs (and stops with
+    it) copies a log over the cap to backup and empties it; uWSGI opened the
+    log O_APPEND, so writers carry on at its new end. uWSGI's own log-maxsize
+    is not used: it turns on the master logger, whose log pipe is
+    non-blocking, and then a request that logs a burst (100 lines at once, on
+    this machine's max_dgram_qlen of 10; SOCK_STREAM mode too, under load)
+    fails with no response at all."""
+    log, backup = shlex.quote(log), shlex.quote(backup)
+    check = (f'while sleep {LOG_CHECK_INTERVAL}; do '
+             f'if [ "$(stat -c %s {log} 2>/dev/null || echo 0)" -gt {max_bytes} ]; then '
+             f'cp {log} {backup} && : > {log}; fi; done')
+    return [("attach-daemon", check)]
 
 
 def expand_ini(ini_path, env_entries, chdir=None, extra=()):
