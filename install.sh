@@ -12,7 +12,9 @@ As root: install git, uWSGI (python3 plugin), nginx, sshd and python3-venv,
 build the toolkit's Python environment, and install the tools into the home
 of the deploy account NAME (default www-data), with its vassals/, run/ and
 log/ directories and ~/git-shell-commands (the operator commands it runs over
-ssh). As another user: install the tools into \$HOME only.
+ssh). As another user: install the tools into \$HOME only. Either way the
+home and those directories are made private: mode 0750, or tighter if they
+already were.
 USAGE
 }
 
@@ -29,12 +31,30 @@ done
 cd "$(dirname "$0")"
 say() { echo "-----> $*"; }
 
+# private_dir DIR [OWNER]: the deploy home and its layout directories hold
+# secrets and code. Create DIR with mode 0750, or tighten an existing one to
+# at most 0750 (never loosen it: a 0700 home stays 0700).
+private_dir() {
+    if [ -d "$1" ]; then
+        mode=$(stat -c %a "$1")
+        tightened=$(printf '%o' $(( 0$mode & 07750 )))
+        if [ "$mode" != "$tightened" ]; then
+            chmod "$tightened" "$1"
+            say "tightened $1 from mode $mode to $tightened"
+        fi
+    else
+        install -d -m 0750 "$1"
+    fi
+    if [ $# -ge 2 ]; then chown "$2" "$1"; fi
+}
+
 PACKAGES="git make uwsgi-core uwsgi-plugin-python3 nginx-light openssh-server python3-venv wrk"
 
 if [ "$(id -u)" -ne 0 ]; then
     say "not root: skipping system packages ($PACKAGES) and the deploy account"
     say "installing the tools into $HOME"
     make install PREFIX="$HOME"
+    for dir in "$HOME" "$HOME/vassals" "$HOME/run" "$HOME/log"; do private_dir "$dir"; done
     exit 0
 fi
 
@@ -61,8 +81,11 @@ make venv PYTHON=/usr/bin/python3
 say "installing the tools into $home for $deploy_user"
 make install PREFIX="$home" PYTHON=/usr/bin/python3
 
-# The deploy account writes versions, links and deploy.log into its home.
-install -d -o "$deploy_user" -g "$group" "$home" "$home/vassals" "$home/run" "$home/log"
+# The deploy account writes versions, links and deploy.log into its home,
+# which no other account may read.
+for dir in "$home" "$home/vassals" "$home/run" "$home/log"; do
+    private_dir "$dir" "$deploy_user:$group"
+done
 
 # Operator commands over ssh with the push key (deploy-status, deploy-logs, ...):
 # git-shell runs only what ~/git-shell-commands holds. deploy-init does the same.

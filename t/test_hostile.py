@@ -291,6 +291,27 @@ def test_server_side_env_file_others_can_read_is_warned_about_and_writable_refus
     assert "hunter2" not in line
 
 
+def test_what_a_deploy_writes_is_private_to_the_account(server, live):
+    """Checkout, setup's files, deploy.log, git's objects, the layout, and the
+    sockets and logs of the Emperor's vassals: nothing for other users,
+    although the pusher's umask lets everyone read."""
+    old = os.umask(0o022)
+    try:
+        rev = server.commit_app("v2", extra={"setup": "#!/bin/sh\necho secret > built.txt\n"})[:12]
+        assert server.push().returncode == 0
+    finally:
+        os.umask(old)
+    version = server.app("app").version(rev)
+    repo = server.app("app").repo
+    objects = [os.path.join(d, f) for d, _, files in os.walk(os.path.join(repo, "objects")) for f in files]
+    paths = [version.workdir, os.path.join(version.workdir, "app.py"), os.path.join(version.workdir, "built.txt"),
+             server.settings.log_file, server.settings.vassals_dir, server.settings.run_dir,
+             server.settings.log_dir, version.socket, version.log, version.vassal_ini, *objects]
+    assert len(objects) > 3
+    public = [(path, oct(os.stat(path).st_mode & 0o777)) for path in paths if os.stat(path).st_mode & 0o007]
+    assert public == []
+
+
 def test_uwsgi_ini_that_setup_left_as_a_fifo_is_refused_at_once(server, live):
     setup = "#!/bin/sh\nrm uwsgi.ini\nmkfifo uwsgi.ini\n"
     server.commit_app("v2", extra={"setup": setup})

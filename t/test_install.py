@@ -1,6 +1,9 @@
 """make install / uninstall: installed tools run on their own; uninstall
 removes exactly what install wrote."""
 import os
+import pwd
+import secrets
+import stat
 import subprocess
 
 from conftest import ROOT
@@ -43,3 +46,47 @@ def test_destdir_stages_under_destdir_only(world):
     assert os.path.exists(os.path.join(stage, "srv/deploy/bin/pre-receive"))
     with open(os.path.join(stage, "srv/deploy/bin/pre-receive")) as stream:
         assert '"/srv/deploy/lib/uwsgi-deploy"' in stream.read()   # paths of the final place
+
+
+def test_install_sh_makes_the_deploy_home_private_and_never_loosens_it(world):
+    """./install.sh --user on a throw-away account: a 0755 home is tightened
+    to 0750, a layout directory already 0700 stays 0700, and a second run
+    changes nothing."""
+    name = "udi" + secrets.token_hex(3)
+    home = os.path.join(world, "home")
+    os.makedirs(os.path.join(home, "run"))
+    os.chmod(home, 0o755)
+    os.chmod(os.path.join(home, "run"), 0o700)
+    subprocess.run(["useradd", "--no-create-home", "--home-dir", home, "--shell", "/bin/false", name],
+                   check=True, capture_output=True)
+    try:
+        def install():
+            result = subprocess.run([os.path.join(ROOT, "install.sh"), "--user", name], capture_output=True,
+                                    text=True, timeout=600)
+            assert result.returncode == 0, result.stdout + result.stderr
+            return result.stdout
+
+        def modes():
+            return {entry: (stat.S_IMODE(os.stat(os.path.join(home, entry)).st_mode),
+                            pwd.getpwuid(os.stat(os.path.join(home, entry)).st_uid).pw_name)
+                    for entry in (".", "vassals", "run", "log")}
+
+        output = install()
+        assert f"tightened {home} from mode 755 to 750" in output
+        expected = {".": (0o750, name), "vassals": (0o750, name), "run": (0o700, name), "log": (0o750, name)}
+        assert modes() == expected
+        assert "tightened" not in install()
+        assert modes() == expected
+    finally:
+        subprocess.run(["userdel", name], capture_output=True)
+
+
+def test_emperor_unit_is_valid_and_runs_with_a_private_umask(world):
+    unit = os.path.join(world, "uwsgi-deploy-emperor@www-data.service")
+    with open(os.path.join(ROOT, "share", "uwsgi-deploy-emperor.service")) as stream:
+        text = stream.read()
+    with open(unit, "w") as stream:
+        stream.write(text)
+    result = subprocess.run(["systemd-analyze", "verify", unit], capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+    assert "\nUMask=0027\n" in text

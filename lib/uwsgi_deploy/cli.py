@@ -1,13 +1,19 @@
-"""What every bin/ tool shares: error reporting and exit status."""
+"""What every bin/ tool shares: a private umask, error reporting and exit status."""
+import os
 import sys
 
 from . import DeployError
 
 EXIT_FAILURE = 1
+# The deploy home is private to its account: what a tool, git, setup or the
+# Emperor (started by deploy-emperor) creates is not readable by other users.
+PRIVATE_UMASK = 0o027
 
 
 def run(prog, main, *args):
-    """Call main(*args); turn a DeployError into `prog: message` and exit 1."""
+    """Call main(*args) with the private umask; turn a DeployError into
+    `prog: message` and exit 1."""
+    os.umask(PRIVATE_UMASK)
     try:
         status = main(*args)
     except DeployError as err:
