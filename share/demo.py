@@ -2,9 +2,15 @@
 (an Emperor and nginx on a free loopback port); make demo-stop ends it.
 
     python3 share/demo.py start|stop [DIR]     (default DIR /tmp/uwsgi-deploy-demo)
+
+DIR is private to whoever runs the demo (created 0700; an existing one must
+be a directory of theirs that nobody else can write): the demo runs what is
+in it and stop signals the PIDs recorded there, so a DIR another user
+prepared in /tmp is refused.
 """
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import urllib.request
@@ -25,11 +31,25 @@ def git(*args, cwd):
                    cwd=cwd, check=True, stdout=subprocess.DEVNULL)
 
 
+def private_root(root):
+    """Make root (0700), or make sure the existing one is ours alone."""
+    try:
+        os.mkdir(root, 0o700)
+        return False
+    except FileExistsError:
+        pass
+    info = os.lstat(root)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
+        sys.exit(f"demo: {root} is not a private directory of yours (owner uid {info.st_uid}, "
+                 f"mode {stat.filemode(info.st_mode)}): remove it, or choose another with DEMO_DIR=...")
+    return True
+
+
 def start(root):
-    if stop_recorded(root):
+    if private_root(root) and stop_recorded(root):
         step("stopped the previous demo")
     shutil.rmtree(root, ignore_errors=True)
-    os.makedirs(root)
+    os.mkdir(root, 0o700)
     box = Sandbox(root, detach=True)
     # installed as for a real deploy account, so the hook runs with the
     # toolkit's own libraries whoever pushes
@@ -63,6 +83,10 @@ def start(root):
 
 
 def stop(root):
+    if not os.path.lexists(root):
+        step("no demo was running")
+        return
+    private_root(root)
     stopped = stop_recorded(root)
     shutil.rmtree(root, ignore_errors=True)
     step(f"stopped {len(stopped)} processes, removed {root}" if stopped else "no demo was running")

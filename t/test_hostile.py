@@ -391,3 +391,23 @@ def test_recovery_removes_exactly_this_apps_temporary_files(world):
     assert [os.path.lexists(p) for p in ours] == [False] * len(ours)
     assert [os.path.lexists(p) for p in others] == [True] * len(others)
 
+
+def test_make_demo_refuses_a_directory_another_user_prepared(world):
+    """Another user creates the demo directory first, with a `pids` file
+    naming a process of ours: make demo-stop signals nothing."""
+    victim = subprocess.Popen(["sleep", "60"])
+    demo = os.path.join(world, "demo")
+    os.makedirs(demo)
+    with open(os.path.join(demo, "pids"), "w") as stream:
+        stream.write(f"nginx {victim.pid}\n")
+    os.chown(demo, 65534, 65534)
+    try:
+        for target in ("demo-stop", "demo"):
+            result = subprocess.run(["make", "-s", "-C", ROOT, target, f"DEMO_DIR={demo}"],
+                                    capture_output=True, text=True, timeout=60)
+            assert result.returncode != 0
+            assert f"demo: {demo} is not a private directory of yours (owner uid 65534" in result.stderr
+        assert victim.poll() is None and os.listdir(demo) == ["pids"]
+    finally:
+        victim.kill()
+        victim.wait()
