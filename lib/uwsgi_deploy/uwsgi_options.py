@@ -39,12 +39,13 @@ OWNED = frozenset("""
 # ships in uwsgi-core) that binds a socket or lets another process hand or
 # route connections to this one: each is a way in that skips nginx. Derived
 # from `uwsgi --plugins <all> --help`; t/test_uwsgi_ini_expand.py derives
-# the list again from the binary and fails if one is missing here.
+# the list again from the binary and fails if one is missing here. The
+# zeromq ones belong to the mongrel2 plugin, which does not load on Debian 12.
 LISTENERS = frozenset("""
     suwsgi-socket ssl-socket http11-socket https-socket fastcgi-socket fastcgi-nph-socket
     scgi-socket scgi-nph-socket raw-socket puwsgi-socket shared-socket undeferred-shared-socket
     zerg zerg-fallback zerg-server zergpool zerg-pool
-    http httprouter https https2 http-to-https http-zerg http-stats http-stats-server http-ss
+    http httprouter https https2 http-to http-to-https http-zerg http-stats http-stats-server http-ss
     http-subscription-server http-resubscribe
     fastrouter fastrouter-zerg fastrouter-stats fastrouter-stats-server fastrouter-ss
     fastrouter-subscription-server fastrouter-resubscribe fastrouter-resubscribe-bind
@@ -59,7 +60,7 @@ LISTENERS = frozenset("""
     udp snmp multicast cache-udp-server legion legion-mcast setns-socket
     pty-socket pty-connect pty-uconnect
     notify-socket subscription-notify-socket subscribe subscribe-to subscribe2 st
-    subscription-tolerance
+    subscription-tolerance zeromq zmq zeromq-socket zmq-socket
 """.split())
 
 # Options that read configuration from elsewhere (another file or section,
