@@ -53,6 +53,7 @@ def test_install_sh_makes_the_deploy_home_private_and_never_loosens_it(world):
     to 0750, a layout directory already 0700 stays 0700, and a second run
     changes nothing."""
     name = "udi" + secrets.token_hex(3)
+    os.chmod(world, 0o755)   # the account reaches its home (install.sh runs deploy-commands as it)
     home = os.path.join(world, "home")
     os.makedirs(os.path.join(home, "run"))
     os.chmod(home, 0o755)

@@ -17,7 +17,8 @@ import sys
 from dotenv.parser import parse_stream
 
 from . import DeployError
-from .envfile import NAME, parse_env_text, read_env_file
+from .envfile import NAME, UWSGI_PREFIX, parse_env_text, read_env_file
+from .layout import hidden_temporaries, hidden_temporary
 from .lock import DeployLock
 from .pipeline import Reporter
 from .settings import load
@@ -83,10 +84,9 @@ def read_text(path):
 
 def write_private(path, text):
     """Replace path with text in one rename, mode 0600 from the first byte."""
-    directory, base = os.path.split(path)
-    for stale in glob.glob(os.path.join(glob.escape(directory), f".{glob.escape(base)}.tmp-*")):
+    for stale in glob.glob(hidden_temporaries(path)):
         os.unlink(stale)   # left by a killed deploy-config
-    temporary = os.path.join(directory, f".{base}.tmp-{os.getpid()}")
+    temporary = hidden_temporary(path, os.getpid())
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as stream:
@@ -104,6 +104,9 @@ def check_name(name):
     if not NAME.match(name):
         raise DeployError(f"invalid variable name {name!r}: use letters, digits and '_', "
                           "not starting with a digit")
+    if name.upper().startswith(UWSGI_PREFIX):
+        raise DeployError(f"{name}: names starting with {UWSGI_PREFIX} become uWSGI options when the app "
+                          "reloads; choose another")
 
 
 def check_value(name, value):

@@ -2,6 +2,7 @@
 happens on the server"). Every file the pipeline touches is named here,
 temporary ones included, so recovery and cleanup match exactly what a deploy
 of one app wrote and never another app's files."""
+import glob
 import os
 import re
 from dataclasses import dataclass, field
@@ -38,11 +39,17 @@ def temporary_link(link, pid=None):
     return f"{link}.{os.getpid() if pid is None else pid}.new"
 
 
-def hidden_temporary(path):
+def hidden_temporary(path, pid=None):
     """What a file is written as before it is renamed to `path`: a hidden
-    name the Emperor ignores (vassal.write_vassal_ini)."""
+    name the Emperor ignores, .NAME.tmp (vassal.write_vassal_ini), or
+    .NAME.tmp-PID where writers may race (appconfig.write_private)."""
     directory, name = os.path.split(path)
-    return os.path.join(directory, f".{name}.tmp")
+    return os.path.join(directory, f".{name}.tmp" + ("" if pid is None else f"-{pid}"))
+
+
+def hidden_temporaries(path):
+    """A glob for every .NAME.tmp-PID of path."""
+    return glob.escape(hidden_temporary(path, "")) + "*"
 
 
 def check_app_name(app):
