@@ -242,6 +242,8 @@ def test_config_change_of_one_app_never_reaches_another(remote):
     ("deploy-config app set EXPANDED", "SECRETISH${HOME}\n",
      "deploy-config: EXPANDED: the value would not read back unchanged"),
     ("deploy-config app set BAD-NAME", "SECRETISH\n", "deploy-config: invalid variable name 'BAD-NAME'"),
+    ("deploy-config app set UWSGI_HTTP_SOCKET", "SECRETISH\n",
+     "deploy-config: UWSGI_HTTP_SOCKET: names starting with UWSGI_ become uWSGI options"),
 ])
 def test_config_refusals_change_nothing(remote, command, value, message):
     if remote.box.app("app").live_version() is None:
