@@ -18,11 +18,12 @@ from dotenv.parser import parse_stream
 
 from . import DeployError
 from .envfile import NAME, UWSGI_PREFIX, parse_env_text, read_env_file
+from .files import read_text_if_exists
+from .inventory import selected_apps
 from .layout import hidden_temporaries, hidden_temporary
 from .lock import DeployLock
 from .pipeline import Reporter
 from .settings import load
-from .status import selected_apps
 from .uwsgi_ini import deploy_options, escape_value
 from .versions import restart_live
 
@@ -67,19 +68,6 @@ def with_value(text, name, value):
 
 def without(text, name):
     return "".join(original for key, original in bindings(text) if key != name)
-
-
-def read_text(path):
-    """The file's text, or None when it does not exist."""
-    try:
-        with open(path, encoding="utf-8", newline="") as stream:
-            return stream.read()
-    except FileNotFoundError:
-        return None
-    except UnicodeDecodeError as err:
-        raise DeployError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
-    except OSError as err:
-        raise DeployError(f"{path}: {err.strerror}") from None
 
 
 def write_private(path, text):
@@ -154,7 +142,7 @@ class Change:
         deploy_options(entries)
 
     def apply(self):
-        self.before = read_text(self.path)
+        self.before = read_text_if_exists(self.path)
         if self.before is not None:
             read_env_file(self.path)   # a line it cannot parse is named before we touch it
         current = self.before if self.before is not None else HEADER.format(app=self.app.name)
@@ -170,7 +158,7 @@ class Change:
 
     def restore(self):
         """Put the file back as it was, unless it is no longer ours to undo."""
-        if self.after is None or read_text(self.path) != self.after:
+        if self.after is None or read_text_if_exists(self.path) != self.after:
             return
         if self.before is None:
             os.unlink(self.path)
@@ -206,7 +194,7 @@ def config(app_name, action=None, name=None, environ=None, stdin=None, out=None)
     settings = load(environ)
     [app] = selected_apps(settings, app_name)
     if action is None:
-        text = read_text(app.env_file)
+        text = read_text_if_exists(app.env_file)
         if text is not None:
             names = dict.fromkeys(entry.name for entry in parse_env_text(text, app.env_file))
             out.write("".join(f"{variable}\n" for variable in names))

@@ -18,11 +18,10 @@ import shutil
 import sys
 
 from . import DeployError
-from .layout import LOG_BACKUP_SUFFIX, hidden_work_file_version
+from .inventory import AppState, hidden_work_files, log_files, selected_apps, socket_files
 from .links import remove_if_exists
-from .lock import DeployLock
+from .lock import DeployLock, Holder, holder_of
 from .settings import load
-from .status import AppState, lock_holder, selected_apps
 from .venvs import clean_environments
 
 
@@ -45,14 +44,14 @@ def cleanup(keep=None, app_name=None, dry_run=False, environ=None, out=None):
     leaving = set()     # versions removed (or, dry, that would be)
     for app in selected_apps(settings, app_name):
         if dry_run:
-            leaving |= Cleanup(app, keep, lock_holder(app), dry_run=True, out=out).run()
+            leaving |= Cleanup(app, keep, holder_of(app.lock_file), dry_run=True, out=out).run()
             continue
         with contextlib.ExitStack() as stack:
             try:
                 stack.enter_context(DeployLock(app.lock_file, 0, "deploy-cleanup"))
                 holder = None
             except DeployError:    # a deploy (or another cleanup) holds it
-                holder = lock_holder(app) or "unknown holder"
+                holder = holder_of(app.lock_file) or Holder("unknown holder")
             leaving |= Cleanup(app, keep, holder, dry_run=False, out=out).run()
     # environments are shared by apps: one no version on disk uses is garbage
     clean_environments(settings, leaving, dry_run, lambda text: out.write(text + "\n"))
@@ -91,8 +90,8 @@ class Cleanup:
         """Remove what is old; returns the versions removed (dry: would be)."""
         state = self.state
         self.removing = set()
-        # an app without any log entries ranks every version by directory time
-        ranked = [v for v in state.newest_first() if not state.logged or state.is_logged(v)]
+        # an app that lost its log ranks every version by directory time
+        ranked = [v for v in state.newest_first() if state.log_lost or state.is_logged(v)]
         recent = set(ranked[:self.keep])
         on_disk = set(state.versions)
         for version in state.newest_first():
@@ -131,16 +130,8 @@ class Cleanup:
     def runs_with_files(self):
         """Every run (APP-<rev>, or APP-<rev>.N after restarts) that has a log
         (or its older copy) or a socket, by run name."""
-        settings = self.app.settings
-        found = {}
-        for directory, suffixes in ((settings.log_dir, (".log", ".log" + LOG_BACKUP_SUFFIX)),
-                                    (settings.run_dir, (".socket", ".stats"))):
-            for entry in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
-                for suffix in suffixes:
-                    run = entry.endswith(suffix) and self.app.run_from_name(entry[:-len(suffix)])
-                    if run:
-                        found[run.run_name] = run
-        return found
+        return {run.run_name: run for files in (log_files(self.app), socket_files(self.app))
+                for _path, run in files}
 
     def runs(self, version):
         """version's runs that left files, and the version itself."""
@@ -165,11 +156,8 @@ class Cleanup:
     def remove_half_checkouts(self):
         """.APP-<rev>.tmp-* directories and .tar files an interrupted deploy
         (or cleanup) left; only called while no deploy of the app runs."""
-        home = self.app.settings.home
-        for entry in sorted(os.listdir(home)) if os.path.isdir(home) else []:
-            if not hidden_work_file_version(self.app, entry):
-                continue
-            path = os.path.join(home, entry)
+        for path in hidden_work_files(self.app, self.app.settings.home):
+            entry = os.path.basename(path)
             if os.path.isdir(path) and not os.path.islink(path):
                 if self.act(f"{entry}: half checkout left by an interrupted deploy"):
                     shutil.rmtree(path)

@@ -1,6 +1,6 @@
-"""Reading a file a deploy is handed (uwsgi.ini, environment files): a
-regular file of bounded size, as UTF-8 text with its line ends untouched, or
-one line saying why not."""
+"""Reading the text files the tools are handed (uwsgi.ini, environment
+files, deploy.conf, ~/APP.env): a regular file of bounded size, as UTF-8 text
+with its line ends untouched, or one line saying why not."""
 import os
 import stat
 
@@ -32,3 +32,10 @@ def read_text(path, max_bytes=MAX_BYTES):
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise DeployError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+
+
+def read_text_if_exists(path, max_bytes=MAX_BYTES):
+    """read_text, or None when path does not exist."""
+    if not os.path.lexists(path):
+        return None
+    return read_text(path, max_bytes)

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 
 from . import DeployError
-from .emperor import read_stats, vassal_state
+from .stats import read_stats, vassal_state
 from .probe import QUEUE_FULL, PendingPing
 
 LOOK_INTERVAL = 0.1   # seconds between looks at the version's processes and its ping

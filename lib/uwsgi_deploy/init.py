@@ -7,7 +7,7 @@ import socket
 
 from . import DeployError
 from .checkout import branch_names, deploy_branch_refs, git
-from .layout import App
+from .layout import App, create_directories
 from .paths import share
 from .settings import load
 from .shell_commands import DIRECTORY, account_home, install_shell_commands
@@ -46,8 +46,7 @@ def init_app(name, branch, hook_source, out, environ=None):
     environ = os.environ if environ is None else environ
     settings = load(environ)
     app = App(settings, name)
-    for directory in (settings.vassals_dir, settings.run_dir, settings.log_dir):
-        os.makedirs(directory, exist_ok=True)
+    create_directories(settings)
     if not os.path.isdir(app.repo):
         git(app.repo, "init", "--quiet", "--bare", f"--initial-branch={branch}", app.repo)
         out.write(f"created {app.repo} (deploys {branch_names(deploy_branch_refs(app.repo, settings.branch))})\n")

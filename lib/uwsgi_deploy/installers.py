@@ -8,6 +8,7 @@ import os
 import subprocess
 
 from . import DeployError
+from .layout import rewritten_temporary
 from .setup_script import run_streaming
 
 INSTALLERS = ("uv", "pip")
@@ -133,10 +134,11 @@ def finish(temporary, final, timeout, output, warn):
             raise DeployError(f"{os.path.relpath(path, temporary)} (a binary) names the build "
                               "directory; the environment would not work after its rename")
         mode = os.stat(path).st_mode
-        with open(path + ".fixup", "wb") as stream:
+        fixed = rewritten_temporary(path)
+        with open(fixed, "wb") as stream:
             stream.write(data.replace(old, new))
-        os.chmod(path + ".fixup", mode)
-        os.rename(path + ".fixup", path)
+        os.chmod(fixed, mode)
+        os.rename(fixed, path)
     _apply_umask(temporary)
 
 

@@ -1,9 +1,14 @@
-"""What is on the server: apps, their versions on disk, and what deploy.log
-says about them (live, previous, when each was deployed)."""
+"""What is on the server: apps, their versions on disk, the files their runs
+left (logs, sockets), what deploy.log says about them (live, previous, when
+each was deployed) and whether a deploy holds an app's lock. deploy-status
+shows these facts; deploy-cleanup and the recovery after a dead deploy act
+on them."""
 import os
 
+from . import DeployError
 from .deploylog import read_log
-from .layout import VERSION_NAME, App
+from .layout import LOG_SUFFIXES, SOCKET_SUFFIXES, VERSION_NAME, App, hidden_work_file_version
+from .lock import holder_of
 
 
 def apps_on_disk(settings):
@@ -22,8 +27,19 @@ def _valid(settings, name):
     try:
         App(settings, name)
         return True
-    except Exception:
+    except DeployError:
         return False
+
+
+def selected_apps(settings, name=None):
+    """Every app on disk, or only `name` (an error when it is not there)."""
+    names = apps_on_disk(settings)
+    if name is None:
+        return [App(settings, n) for n in names]
+    app = App(settings, name)
+    if name not in names:
+        raise DeployError(f"no app {name!r} in {settings.home} (no {name}.git, no {name}-<rev> directory)")
+    return [app]
 
 
 def versions_on_disk(app):
@@ -36,6 +52,33 @@ def versions_on_disk(app):
         if version and os.path.isdir(path) and not os.path.islink(path):
             found.append(version)
     return found
+
+
+def hidden_work_files(app, directory):
+    """Paths of what deploys or cleanups of app write in directory under a
+    hidden name (layout.App.hidden_work_file): left there, they were interrupted."""
+    names = sorted(os.listdir(directory)) if os.path.isdir(directory) else []
+    return [os.path.join(directory, name) for name in names if hidden_work_file_version(app, name)]
+
+
+def run_files(app, directory, suffixes):
+    """(path, run) of every file in directory named after one of app's runs
+    (APP-<rev>[.N]) followed by one of suffixes, whatever version it is of."""
+    for entry in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+        for suffix in suffixes:
+            run = entry.endswith(suffix) and app.run_from_name(entry[:-len(suffix)])
+            if run:
+                yield os.path.join(directory, entry), run
+
+
+def socket_files(app):
+    """(path, run) of the sockets and stats sockets of app's runs in ~/run."""
+    return run_files(app, app.settings.run_dir, SOCKET_SUFFIXES)
+
+
+def log_files(app):
+    """(path, run) of the logs (and their older copies) of app's runs in ~/log."""
+    return run_files(app, app.settings.log_dir, LOG_SUFFIXES)
 
 
 class History:
@@ -68,3 +111,72 @@ class History:
             if live is None or entry.name != live.name:
                 return self.app.version_from_name(entry.name)
         return None
+
+
+class AppState:
+    """One app's versions as deploy.log, the live links and the lock see them.
+
+    holder: the lock's Holder, None when the lock is free (or held by the
+    caller); by default it is read from the lock file."""
+
+    def __init__(self, app, holder=Ellipsis):
+        self.app = app
+        self.history = History(app)
+        self.live = app.live_version()
+        self.previous = self.history.previous_version(self.live)
+        # name -> (time of its latest deploy, its position in the log): the
+        # position orders deploys logged within the same second
+        self.logged = {e.name: (e.time, i) for i, e in enumerate(self.history.entries)}
+        self.versions = versions_on_disk(app)
+        self.holder = holder_of(app.lock_file) if holder is Ellipsis else holder
+        # a deploy's holder is `APP-<rev> (how)`
+        self.deploying = app.version_from_name(self.holder.what.split(" ")[0]) if self.holder else None
+        # An app that went live (its links exist) but has no deploy.log
+        # entries has lost its log: its versions can only be ranked by
+        # directory time. One that never went live has only failed deploys.
+        self.log_lost = not self.logged and (self.live is not None or os.path.lexists(app.home_link))
+
+    @property
+    def deploy_running(self):
+        return self.holder is not None
+
+    def is_logged(self, version):
+        return version.name in self.logged
+
+    def is_failed(self, version):
+        """Checked out but never logged (unless the log was lost), and not
+        the version a running deploy is working on."""
+        return (not self.log_lost and not self.is_logged(version)
+                and not (self.deploy_running and (self.deploying is None or version == self.deploying)))
+
+    def last_deployed(self, version):
+        entry = self.logged.get(version.name)
+        return entry[0] if entry else None
+
+    def marks(self, version):
+        marks = []
+        if version == self.live:
+            marks.append("live")
+        if version == self.previous:
+            marks.append("previous")
+        if self.deploy_running and version == self.deploying:
+            marks.append("deploying")
+        elif self.is_failed(version):
+            marks.append("failed")
+        return marks
+
+    def newest_first(self):
+        """Versions on disk: logged ones by their latest deploy, newest first,
+        then the never-logged ones, newest directory first."""
+        def key(version):
+            if version.name in self.logged:
+                return (1, *self.logged[version.name])
+            return (0, _mtime(version.workdir), 0)
+        return sorted(self.versions, key=key, reverse=True)
+
+
+def _mtime(path):
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0

@@ -1,5 +1,5 @@
-"""Names and paths of an app's versions on the server (see README, "What
-happens on the server"). Every file the pipeline touches is named here,
+"""Names and paths of an app's versions on the server (see README, "What is
+on the server"). Every file the pipeline touches is named here,
 temporary ones included, so recovery and cleanup match exactly what a deploy
 of one app wrote and never another app's files."""
 import glob
@@ -24,6 +24,9 @@ MAX_APP_NAME = 64
 # name"), below the kernel's 107 (t/test_hostile.py measures it on the binary).
 MAX_SOCKET_PATH = 102
 LOG_BACKUP_SUFFIX = ".1"   # the one older copy of a run's log (uwsgi_ini.log_cap_options)
+# What follows a run's name (APP-<rev>[.N]) in ~/run and ~/log (see Version).
+SOCKET_SUFFIXES = (".socket", ".stats")
+LOG_SUFFIXES = (".log", ".log" + LOG_BACKUP_SUFFIX)
 # Entries of the deploy home that are not apps: the settings' directories and
 # files under DEPLOY_HOME, what `make install` puts there (Makefile BINDIR,
 # LIBDIR, SHAREDIR), git-shell's command directory and the dependency
@@ -32,6 +35,12 @@ INSTALL_DIRS = ("bin", "lib", "share")
 RESERVED_NAMES = frozenset(
     [s.default.split("/")[1] for s in SETTINGS if s.default.startswith("{home}/")]
     + list(INSTALL_DIRS) + ["git-shell-commands", "venvs"])
+
+
+def create_directories(settings):
+    """The directories the Emperor and every deploy need: vassals, run, log."""
+    for directory in (settings.vassals_dir, settings.run_dir, settings.log_dir):
+        os.makedirs(directory, exist_ok=True)
 
 
 def temporary_link(link, pid=None):
@@ -50,6 +59,34 @@ def hidden_temporary(path, pid=None):
 def hidden_temporaries(path):
     """A glob for every .NAME.tmp-PID of path."""
     return glob.escape(hidden_temporary(path, "")) + "*"
+
+
+def rewritten_temporary(path):
+    """What installers.finish writes a fixed-up file of a venv being built
+    as, before renaming it over the file (inside the hidden build directory)."""
+    return path + ".fixup"
+
+
+# Dependency environments (venvs.py): ~/venvs/<key>, built in a hidden
+# directory and renamed into place, removed the same way, one lock per key.
+VENV_KEY_LENGTH = 20    # hex digits of the key's sha256 (venv_key.py): 80 bits
+VENV_NAME = re.compile(r"[0-9a-f]{%d}\Z" % VENV_KEY_LENGTH)
+VENV_TEMPORARY = re.compile(r"\.tmp-(?P<key>[0-9a-f]{%d})-.+\Z" % VENV_KEY_LENGTH)
+VENV_LOCK = re.compile(r"\.(?P<key>[0-9a-f]{%d})\.lock\Z" % VENV_KEY_LENGTH)
+
+
+def venv_build_temporary(venvs_dir, key, pid=None):
+    """Where the environment `key` is built before it is renamed into place."""
+    return os.path.join(venvs_dir, f".tmp-{key}-{os.getpid() if pid is None else pid}")
+
+
+def venv_removal_temporary(venvs_dir, key, pid=None):
+    """What deploy-cleanup renames an environment to before removing it."""
+    return os.path.join(venvs_dir, f".tmp-{key}-cleanup-{os.getpid() if pid is None else pid}")
+
+
+def venv_lock(venvs_dir, key):
+    return os.path.join(venvs_dir, f".{key}.lock")
 
 
 def check_app_name(app):

@@ -1,14 +1,40 @@
 """One deploy per app at a time: flock(2) on ~/run/APP.lock.
 
 The kernel drops the lock when its holder dies, so a crashed deploy leaves no
-stale lock. The holder writes who it is into the file for the one waiting."""
+stale lock. The holder writes who it is into the file (`WHAT, pid PID, since
+TIME`) for the one waiting; Holder reads it back."""
 import fcntl
 import os
+import re
 import time
+from dataclasses import dataclass
 
 from . import DeployError
+from .waiting import wait_until
 
 POLL = 0.1
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+HOLDER_LINE = re.compile(r"(?P<what>.*), pid (?P<pid>[0-9]+), since (?P<since>.*)\Z")
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a lock: what (`APP-<rev> (push)`, `deploy-cleanup`), its pid
+    and since when; pid and since are None when the file did not say."""
+    what: str
+    pid: int = None
+    since: str = None
+
+    @classmethod
+    def parse(cls, text):
+        text = text.strip()
+        match = HOLDER_LINE.match(text)
+        if not match:
+            return cls(text or "unknown holder")
+        return cls(match.group("what"), int(match.group("pid")), match.group("since"))
+
+    def __str__(self):
+        return self.what if self.pid is None else f"{self.what}, pid {self.pid}, since {self.since}"
 
 
 class DeployLock:
@@ -24,30 +50,36 @@ class DeployLock:
 
     def __enter__(self):
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        deadline = time.monotonic() + self.timeout
         told = False
+
+        def acquired():
+            nonlocal told
+            if self._try_lock():
+                return True
+            if not told and self.say:
+                self.say(f"{self.waiting} ({self.current_holder()})")
+                told = True
+            return False
+        if not wait_until(acquired, self.timeout, POLL):
+            raise DeployError(f"another deploy holds {self.path} ({self.current_holder()}); "
+                              f"gave up after {self.timeout:g} s")
+        if not self.shared:
+            line = Holder(self.holder, os.getpid(), time.strftime(TIME_FORMAT))
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, f"{line}\n".encode(), 0)
+        return self
+
+    def _try_lock(self):
         while True:
             self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(self.fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-                if self._still_the_file():
-                    break
-                os.close(self.fd)   # removed (by deploy-cleanup) while we waited: lock the new one
-                continue
             except BlockingIOError:
                 os.close(self.fd)
-                holder = self.current_holder()
-                if time.monotonic() >= deadline:
-                    raise DeployError(f"another deploy holds {self.path} ({holder}); "
-                                      f"gave up after {self.timeout:g} s") from None
-                if not told and self.say:
-                    self.say(f"{self.waiting} ({holder})")
-                    told = True
-                time.sleep(POLL)
-        if not self.shared:
-            os.ftruncate(self.fd, 0)
-            os.pwrite(self.fd, f"{self.holder}, pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
-        return self
+                return False
+            if self._still_the_file():
+                return True
+            os.close(self.fd)   # removed (by deploy-cleanup) while we waited: lock the new one
 
     def _still_the_file(self):
         try:
@@ -67,28 +99,32 @@ class DeployLock:
             null = os.open(os.devnull, os.O_RDWR)
             for fd in (0, 1, 2):
                 os.dup2(null, fd)
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
+
+            def finished():
                 try:
-                    if done():
-                        break
+                    return done()
                 except Exception:
-                    break
-                time.sleep(0.02)
+                    return True
+            wait_until(finished, timeout)
         finally:
             os._exit(0)
 
     def current_holder(self):
-        try:
-            with open(self.path) as stream:
-                return stream.read().strip() or "unknown holder"
-        except OSError:
-            return "unknown holder"
+        return read_holder(self.path)
 
     def __exit__(self, *exc):
         if not self.shared:
             os.ftruncate(self.fd, 0)
         os.close(self.fd)   # closing releases the lock
+
+
+def read_holder(path):
+    """The Holder path's text names (possibly "unknown holder")."""
+    try:
+        with open(path) as stream:
+            return Holder.parse(stream.read())
+    except OSError:
+        return Holder("unknown holder")
 
 
 def is_locked(path):
@@ -104,3 +140,8 @@ def is_locked(path):
         return True
     finally:
         os.close(fd)
+
+
+def holder_of(path):
+    """None while nobody holds the lock at path; else its Holder."""
+    return read_holder(path) if is_locked(path) else None

@@ -11,9 +11,8 @@ import sys
 import time
 
 from . import DeployError
-from .inventory import versions_on_disk
+from .inventory import log_files, selected_apps, versions_on_disk
 from .settings import load
-from .status import selected_apps
 from .versions import version_by_prefix
 
 DEFAULT_LINES = 10
@@ -39,12 +38,7 @@ def tail(stream, count):
 
 def run_logs(version):
     """The logs of every run of version, oldest first by modification time."""
-    directory = version.app.settings.log_dir
-    logs = []
-    for entry in os.listdir(directory) if os.path.isdir(directory) else []:
-        run = entry.endswith(".log") and version.app.run_from_name(entry[:-len(".log")])
-        if run and run == version:
-            logs.append(os.path.join(directory, entry))
+    logs = [path for path, run in log_files(version.app) if run == version and path == run.log]
     return sorted(logs, key=os.path.getmtime)
 
 

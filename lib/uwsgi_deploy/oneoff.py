@@ -12,8 +12,8 @@ import sys
 from . import DeployError
 from .checkout import clean_environ, deploy_dir
 from .envfile import read_env_files
+from .inventory import selected_apps
 from .settings import load
-from .status import selected_apps
 from .uwsgi_ini import LOCALE_CHOOSERS, LOCALE_DEFAULT
 
 NOT_FOUND, NOT_EXECUTABLE = 127, 126   # as a shell reports them

@@ -11,8 +11,8 @@ import os
 import shutil
 
 from . import DeployError
-from .inventory import apps_on_disk
-from .layout import App, hidden_work_file_version
+from .inventory import apps_on_disk, hidden_work_files, socket_files
+from .layout import App
 from .links import remove_if_exists
 from .lock import DeployLock
 from .vassal import remove_vassal, wait_drained
@@ -23,12 +23,12 @@ def sweep_app(settings, app, say=None, emperor_running=True):
     live = app.live_version()
     live_run = live.run_name if live else None   # runs of one version are ==; only this one serves
     say = say or (lambda text: None)
+    for path in hidden_work_files(app, settings.vassals_dir):   # a vassal ini being written
+        remove_if_exists(path)
     vassals = settings.vassals_dir
     for name in sorted(os.listdir(vassals)) if os.path.isdir(vassals) else []:
         path = os.path.join(vassals, name)
-        if hidden_work_file_version(app, name):
-            remove_if_exists(path)
-        elif name.endswith(".ini"):
+        if name.endswith(".ini"):
             stale = app.run_from_name(name[:-4])
             if stale and stale.run_name != live_run:
                 say(f"removing {stale.run_name}, left by an interrupted deploy")
@@ -37,21 +37,16 @@ def sweep_app(settings, app, say=None, emperor_running=True):
                     remove_vassal(settings, stale, settings.drain_timeout, kill_after=settings.drain_timeout)
                 else:
                     remove_if_exists(path)
-    for name in sorted(os.listdir(settings.home)):
-        path = os.path.join(settings.home, name)
-        if hidden_work_file_version(app, name):          # half checkouts
-            shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else remove_if_exists(path)
+    for path in hidden_work_files(app, settings.home):     # half checkouts
+        shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else remove_if_exists(path)
     for directory, pattern in app.temporary_links():     # ~/APP.<pid>.new, ~/run/APP.socket.<pid>.new
         for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
             if pattern.match(name):
                 remove_if_exists(os.path.join(directory, name))
-    if os.path.isdir(settings.run_dir):
-        for name in sorted(os.listdir(settings.run_dir)):
-            for suffix in (".socket", ".stats"):
-                version = app.run_from_name(name[:-len(suffix)]) if name.endswith(suffix) else None
-                # a killed vassal cannot vacuum: its sockets stay behind
-                if version and version.run_name != live_run and not os.path.exists(version.vassal_ini):
-                    remove_if_exists(os.path.join(settings.run_dir, name))
+    for path, run in socket_files(app):
+        # a killed vassal cannot vacuum: its sockets stay behind
+        if run.run_name != live_run and not os.path.exists(run.vassal_ini):
+            remove_if_exists(path)
 
 
 def sweep_all(settings, say=None):

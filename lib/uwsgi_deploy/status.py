@@ -1,16 +1,14 @@
-"""What runs: per app, the live version and since when, whether it answers
-its ping, the versions on disk (live, previous, failed, deploying) with the
-dependency environment each links, and the last deploys. The same facts
-decide what deploy-cleanup may remove."""
+"""deploy-status: per app, the live version and since when, whether it
+answers its ping, the versions on disk (live, previous, failed, deploying)
+with the dependency environment each links, and the last deploys. The facts
+come from inventory.py, as deploy-cleanup's do."""
 import json
 import os
 import sys
 
-from . import DeployError
 from .deploylog import TIME_FORMAT
-from .inventory import History, apps_on_disk, versions_on_disk
+from .inventory import AppState, selected_apps
 from .layout import App
-from .lock import DeployLock, is_locked
 from .probe import probe_once
 from .settings import load
 from .venv_key import KEY_LENGTH
@@ -20,92 +18,8 @@ RECENT = 5           # deploys shown per app
 PING_TIMEOUT = 2.0   # seconds the live version has to answer
 
 
-def lock_holder(app):
-    """None when no deploy of app holds its lock; else what the holder wrote
-    (`APP-<rev> (push), pid 12, since ...`; possibly "unknown holder")."""
-    if not is_locked(app.lock_file):
-        return None
-    return DeployLock(app.lock_file, 0, None).current_holder()
-
-
-class AppState:
-    """One app's versions as deploy.log, the live socket and the lock see them.
-
-    holder: the lock holder's text, None when the lock is free (or held by the
-    caller); by default it is read from the lock file."""
-
-    def __init__(self, app, holder=Ellipsis):
-        self.app = app
-        self.history = History(app)
-        self.live = app.live_version()
-        self.previous = self.history.previous_version(self.live)
-        # name -> (time of its latest deploy, its position in the log): the
-        # position orders deploys logged within the same second
-        self.logged = {e.name: (e.time, i) for i, e in enumerate(self.history.entries)}
-        self.versions = versions_on_disk(app)
-        self.holder = lock_holder(app) if holder is Ellipsis else holder
-        first = self.holder.split(None, 1)[0].rstrip(",") if self.holder and self.holder.split() else ""
-        self.deploying = app.version_from_name(first) if self.holder else None
-
-    @property
-    def deploy_running(self):
-        return self.holder is not None
-
-    def is_logged(self, version):
-        return version.name in self.logged
-
-    def is_failed(self, version):
-        """Checked out but never logged, in an app that does log its deploys,
-        and not the version a running deploy is working on."""
-        return (bool(self.logged) and not self.is_logged(version)
-                and not (self.deploy_running and (self.deploying is None or version == self.deploying)))
-
-    def last_deployed(self, version):
-        entry = self.logged.get(version.name)
-        return entry[0] if entry else None
-
-    def marks(self, version):
-        marks = []
-        if version == self.live:
-            marks.append("live")
-        if version == self.previous:
-            marks.append("previous")
-        if self.deploy_running and version == self.deploying:
-            marks.append("deploying")
-        elif self.is_failed(version):
-            marks.append("failed")
-        return marks
-
-    def newest_first(self):
-        """Versions on disk: logged ones by their latest deploy, newest first,
-        then the never-logged ones, newest directory first."""
-        def key(version):
-            if version.name in self.logged:
-                return (1, *self.logged[version.name])
-            return (0, _mtime(version.workdir), 0)
-        return sorted(self.versions, key=key, reverse=True)
-
-
-def _mtime(path):
-    try:
-        return os.stat(path).st_mtime
-    except OSError:
-        return 0.0
-
-
 def _time(value):
     return value.strftime(TIME_FORMAT) if value else None
-
-
-def selected_apps(settings, name=None):
-    """Every app on disk, or only `name` (an error when it is not there)."""
-    names = apps_on_disk(settings)
-    if name is None:
-        return [App(settings, n) for n in names]
-    app = App(settings, name)
-    if name not in names:
-        raise DeployError(f"no app {name!r} in {settings.home} (no {name}.git, no {name}-<rev> directory)")
-    return [app]
 
 
 def app_facts(app, settings):

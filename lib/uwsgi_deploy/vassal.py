@@ -5,11 +5,10 @@ import signal
 import time
 
 from . import DeployError
-from .emperor import poke, read_stats, vassal_state
 from .layout import hidden_temporary
 from .links import remove_if_exists
-
-POLL = 0.02
+from .stats import poke, read_stats, vassal_state
+from .waiting import wait_until
 
 
 def write_vassal_ini(path, text):
@@ -58,30 +57,23 @@ def wait_vassal_gone(settings, version, timeout):
     """Wait until the Emperor no longer runs the version's vassal. Without an
     Emperor stats socket, wait for the vassal's own stats socket to vanish."""
     ini_name = os.path.basename(version.vassal_ini)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def gone():
         stats = poke(settings)
         if stats is not None:
-            if vassal_state(stats, ini_name) is None:
-                return True
-        elif not os.path.exists(version.stats_socket):
-            return True
-        time.sleep(POLL)
-    return False
+            return vassal_state(stats, ini_name) is None
+        return not os.path.exists(version.stats_socket)
+    return wait_until(gone, timeout)
 
 
 def wait_workers_accepting(version, timeout):
     """Wait until every worker of the version accepts requests. A reload that
     arrives while a worker is still starting can leave that worker unburied
     until uWSGI's mercy runs out (60 s); a settled vassal reloads in ~1 s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        stats = read_stats(version.stats_socket)
-        workers = (stats or {}).get("workers", [])
-        if workers and all(worker.get("accepting") for worker in workers):
-            return True
-        time.sleep(POLL)
-    return False
+    def accepting():
+        workers = (read_stats(version.stats_socket) or {}).get("workers", [])
+        return bool(workers) and all(worker.get("accepting") for worker in workers)
+    return wait_until(accepting, timeout)
 
 
 def is_drained(stats):
@@ -92,17 +84,16 @@ def is_drained(stats):
 def wait_drained(version, timeout, settle=0.05):
     """Wait until the version has no queued connection and no busy worker, seen
     twice `settle` seconds apart (a connect that raced the switch shows up)."""
-    deadline = time.monotonic() + timeout
     calm_since = None
-    while time.monotonic() < deadline:
-        if is_drained(read_stats(version.stats_socket)):
-            calm_since = calm_since or time.monotonic()
-            if time.monotonic() - calm_since >= settle:
-                return True
-        else:
+
+    def calm_long_enough():
+        nonlocal calm_since
+        if not is_drained(read_stats(version.stats_socket)):
             calm_since = None
-        time.sleep(POLL)
-    return False
+            return False
+        calm_since = calm_since or time.monotonic()
+        return time.monotonic() - calm_since >= settle
+    return wait_until(calm_long_enough, timeout)
 
 
 def retire_vassal(version):

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 
 from . import DeployError
 from .emperor import uwsgi_binary
+from .layout import VENV_KEY_LENGTH
 
 # Bump when the way environments are built changes: every key changes with it.
 RECIPE = "uwsgi-deploy environment, recipe 1"
-KEY_LENGTH = 20                 # hex digits of sha256: 80 bits
+KEY_LENGTH = VENV_KEY_LENGTH
 # What share/emperor.ini gives every vassal (vassal-set = plugins=python3).
 UWSGI_PYTHON_PLUGIN = "python3"
 FACTS_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "embedded_python.py")
