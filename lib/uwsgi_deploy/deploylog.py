@@ -2,12 +2,13 @@
 
     APP-<rev> YYYY-MM-DD HH:MM:SS commit=<sha|-> via=<how> seconds=<s> previous=<APP-rev|->
 
-The first two fields are the seed's format; the rest are key=value fields a
-script can parse. `via` is push, deploy-version, rollback (deploy-version
---previous), config (a restart for deploy-config: `previous` then names the
-version before the restarted one) or auto-rollback (a failed post-switch watch). Each line is
-written with one write(2) on an O_APPEND descriptor, so lines of deploys
-running at the same time never interleave."""
+The first two fields say what went live and when; the rest are key=value
+fields a script can parse. `via` is push, deploy-version, rollback
+(deploy-version --previous) or config (a restart for deploy-config:
+`previous` then names the version before the restarted one); a push the
+post-switch watch refused is not logged. Each line is written with one
+write(2) on an O_APPEND descriptor, so lines of deploys running at the same
+time never interleave."""
 import datetime
 import os
 from dataclasses import dataclass, field

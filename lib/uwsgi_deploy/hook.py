@@ -6,7 +6,7 @@ import os
 from . import DeployError
 from .checkout import ZERO_COMMIT, branch_names, deploy_branch_refs, git
 from .layout import app_from_repo_dir
-from .pipeline import Deploy, Reporter
+from .pipeline import Deploy, PushedCommit, Reporter
 from .settings import load
 
 
@@ -63,15 +63,17 @@ def ref_unchanged(git_dir, ref, old):
     return check
 
 
-def pre_receive(lines, environ):
+def pre_receive(lines, environ, on_stage=None):
+    """The hook: git's update lines and environment; on_stage goes to Deploy."""
     git_dir = os.path.abspath(environ.get("GIT_DIR", "."))
     settings = load(environ)
     # ~/APP.git lives in the deploy root: unless DEPLOY_HOME says otherwise, the
     # repository's directory is home, whoever pushes (a local push keeps the
-    # pusher's HOME)
+    # pusher's HOME), for the deploy and for what setup runs (deploy-venv)
     parent = os.path.dirname(git_dir)
     if settings.sources["home"] == "default" and settings.home != parent:
-        settings = load(dict(environ, HOME=parent))
+        environ = dict(environ, HOME=parent)
+        settings = load(environ)
     app = app_from_repo_dir(settings, git_dir)
     deploy_refs = deploy_branch_refs(git_dir, settings.branch)
     updates = parse_updates(lines)
@@ -83,6 +85,6 @@ def pre_receive(lines, environ):
             report.line(f"-----> nothing to deploy: {branch_names(deploy_refs)} was not pushed")
         return
     deploy_ref, old, commit = update
-    Deploy(settings, app.version(commit), "push", ("git", git_dir, commit), environ, report,
+    Deploy(settings, app.version(commit), "push", PushedCommit(git_dir, commit), environ, report,
            precondition=ref_unchanged(git_dir, deploy_ref, old),
-           hold_lock_until=lambda: ref_value(git_dir, deploy_ref) != old).run()
+           hold_lock_until=lambda: ref_value(git_dir, deploy_ref) != old, on_stage=on_stage).run()

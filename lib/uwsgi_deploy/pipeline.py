@@ -1,28 +1,31 @@
 """One deploy: checkout, env, setup, expand, probe, reconfigure, switch,
-watch, retire, link. Each stage is a method. A failure before the switch
-removes the candidate (it never served) and leaves the live version serving.
-After the switch only the watch can still refuse the push: it switches back
-and lets the new version finish what it accepted; any later problem is
-reported, and the new version stays live."""
+watch, retire, link. Each stage is a method. A failure before the switch,
+whatever it is (a refusal, an OSError, a bug), removes the candidate (it
+never served), leaves the live version serving and is reported as one line
+`stage: reason`. After the switch only the watch can still refuse the push:
+it switches back and lets the new version finish what it accepted; any later
+problem is reported, and the new version stays live."""
 import contextlib
 import os
 import signal
 import sys
 import time
+from dataclasses import dataclass
 
-from . import DeployError
+from . import DeployError, FailedWithOutput, error_line
 from .deploylog import append_entry, known_commit
 from .checkout import clean_environ, deploy_dir, export_tree, inside
-from .emperor import poke
+from .stats import poke
 from .envfile import check_server_side, read_env_files
 from .inventory import History
 from .links import remove_if_exists, switch_symlink
-from .lock import DeployLock
 from .health import watch_health
+from .layout import create_directories
+from .lock import DeployLock
+from .paths import tools_first
 from .probe import free_loopback_port, wait_for_200
 from .recovery import sweep_app
 from .setup_script import make_executable, run_setup
-from .paths import tools_first
 from .uwsgi_ini import expand_ini, log_cap_options
 from .venv_key import REQUIREMENTS_FILE
 from .venvs import provide as provide_environment
@@ -37,11 +40,29 @@ INTERRUPTS = (signal.SIGHUP, signal.SIGPIPE, signal.SIGINT, signal.SIGTERM)
 
 
 class StageFailed(DeployError):
-    """A stage failed; the message is `stage: reason`, .tail has context lines."""
+    """A stage failed: the message is `stage: reason`; tail holds the last
+    lines of tail_of (setup's output, the vassal's log) when they tell more."""
 
-    def __init__(self, stage, reason, tail=()):
+    def __init__(self, stage, reason, tail=(), tail_of=None):
         super().__init__(f"{stage}: {reason}")
-        self.stage, self.reason, self.tail = stage, reason, list(tail)
+        self.stage, self.reason, self.tail, self.tail_of = stage, reason, list(tail), tail_of
+
+    @classmethod
+    def of(cls, stage, error):
+        """Any exception raised in stage, as one line (see error_line)."""
+        if isinstance(error, StageFailed):
+            return error
+        if isinstance(error, FailedWithOutput):
+            return cls(stage, str(error), error.tail, error.tail_of)
+        return cls(stage, error_line(error))
+
+
+@dataclass(frozen=True)
+class PushedCommit:
+    """Where a pushed version comes from: commit, in the repository git_dir.
+    A deploy of a version already on disk has no source (None)."""
+    git_dir: str
+    commit: str
 
 
 class Reporter:
@@ -66,9 +87,6 @@ class Reporter:
         """Where setup's raw output goes (the pusher), or None once gone."""
         return None if self.client_gone else getattr(self.stream, "buffer", self.stream)
 
-    def stage(self, name, title):
-        return _Stage(self, name, title)
-
     def say(self, text):
         self.line("       " + text)
 
@@ -76,46 +94,18 @@ class Reporter:
         self.line(" !     " + text)
 
 
-def test_pause(stage):
-    """For fault tests only: with DEPLOY_TEST_PAUSE=STAGE:PATH the deploy
-    creates PATH on reaching STAGE and waits (up to a minute) until it is
-    removed, so a test can act (or kill the deploy) at a known point."""
-    wanted, _, gate = os.environ.get("DEPLOY_TEST_PAUSE", "").partition(":")
-    if wanted != stage or not gate:
-        return
-    with open(gate, "w") as stream:
-        stream.write(str(os.getpid()))   # so the test can kill this deploy
-    deadline = time.monotonic() + 60
-    while os.path.exists(gate) and time.monotonic() < deadline:
-        time.sleep(0.01)
-
-
-class _Stage:
-    def __init__(self, reporter, name, title):
-        self.reporter, self.name, self.title = reporter, name, title
-
-    def __enter__(self):
-        test_pause(self.name)
-        self.reporter.line(f"-----> {self.title}")
-        self.start = time.monotonic()
-
-    def __exit__(self, kind, error, traceback):
-        took = time.monotonic() - self.start
-        self.reporter.durations[self.name] = took
-        if error is None:
-            self.reporter.say(f"{self.name} done ({took:.2f} s)")
-        elif isinstance(error, DeployError) and not isinstance(error, StageFailed):
-            raise StageFailed(self.name, str(error), getattr(error, "tail", ())) from None
-
-
 class Deploy:
-    """Deploy `version` of an app. source is ("git", git_dir, commit) for a push
-    or ("dir", None, None) for a version already on disk. With restart, the
-    version live when the lock is taken starts again as its next run (a
-    configuration change), without setup."""
+    """Deploy `version` of an app, from source (a PushedCommit), or None for
+    a version already on disk. With restart, the version live when the lock
+    is taken starts again as its next run (a configuration change), without
+    setup. on_stage(point), when given, is called as each stage begins (with
+    its name) and at a few points within one ("venv-install", "venv-rename"
+    in the environment's build, "log" before deploy.log is written): fault
+    tests pause, kill or fail a deploy there; whatever it raises fails the
+    stage like any error."""
 
     def __init__(self, settings, version, how, source, environ=None, reporter=None, run_setup=True,
-                 precondition=None, hold_lock_until=None, restart=False, on_refused=None):
+                 precondition=None, hold_lock_until=None, restart=False, on_refused=None, on_stage=None):
         self.settings, self.version, self.app = settings, version, version.app
         self.how, self.source, self.run_setup = how, source, run_setup and not restart
         self.restart = restart
@@ -124,13 +114,38 @@ class Deploy:
         self.hold_lock_until = hold_lock_until   # after success, the lock outlives us until this
         self.environ = clean_environ(os.environ if environ is None else environ)
         self.report = reporter or Reporter()
+        self.on_stage = on_stage or (lambda point: None)
+        self.current_stage = None   # the stage running now, for a failure's message
         self.started = time.monotonic()
         self.switched = self.abandoning = False
 
     # -- the whole run -------------------------------------------------------
     def run(self):
+        """Deploy; raise DeployError (one line) if the version did not go live."""
         with self.interruptible():
-            return self._run()
+            try:
+                return self._run()
+            except DeployError:
+                raise
+            except Exception as error:   # outside any stage: before checkout, or after the link
+                raise StageFailed.of(self.current_stage or "deploy", error) from None
+
+    @contextlib.contextmanager
+    def stage(self, name, title):
+        """A stage: its title, then `NAME done (S s)`; any exception raised in
+        it becomes StageFailed(name, ...)."""
+        self.current_stage = name
+        try:
+            self.on_stage(name)
+            self.report.line(f"-----> {title}")
+            start = time.monotonic()
+            yield
+            took = self.report.durations[name] = time.monotonic() - start
+            self.report.say(f"{name} done ({took:.2f} s)")
+        except Exception as error:
+            raise StageFailed.of(name, error) from None
+        finally:
+            self.current_stage = None
 
     @contextlib.contextmanager
     def interruptible(self):
@@ -139,7 +154,7 @@ class Deploy:
         version is live, so the deploy finishes instead."""
         def interrupted(signum, frame):
             if not self.switched and not self.abandoning:
-                raise StageFailed("deploy", f"interrupted by {signal.Signals(signum).name}")
+                raise StageFailed(self.current_stage or "deploy", f"interrupted by {signal.Signals(signum).name}")
         saved = {sig: signal.signal(sig, interrupted) for sig in INTERRUPTS}
         try:
             yield
@@ -167,21 +182,23 @@ class Deploy:
                 self.expand(entries)
                 self.probe()
                 self.reconfigure()
-            except DeployError as error:
+                self.switch()   # an exception in it comes before the rename: nothing switched
+            except Exception as error:   # whatever it is, the candidate must go
+                failure = StageFailed.of(self.current_stage or "deploy", error)
                 self.abandoning = True
                 self.abandon_candidate()
-                self.report_failure(error)
+                self.report_failure(failure)
                 self.report_not_deployed(previous)
-                raise
-            self.switch()
+                raise failure from None
             try:
                 self.watch()
-            except DeployError as error:
+            except Exception as error:
+                failure = StageFailed.of("watch", error)
                 self.switch_back(previous)
-                self.report_failure(error)
+                self.report_failure(failure)
                 self.retire_served(self.version)
                 self.report_not_deployed(previous)
-                raise
+                raise failure from None
             self.retire(previous)
             self.link()
             if self.hold_lock_until:
@@ -189,15 +206,12 @@ class Deploy:
         self.report.line(self.summary())
         return previous
 
-    def report_failure(self, error):
-        """The failed stage and why, with the lines that tell more."""
-        stage = getattr(error, "stage", "deploy")
-        reason = getattr(error, "reason", str(error))
-        self.report.warn(f"{stage}: {reason}")
-        tail = getattr(error, "tail", [])
-        if tail:
-            self.report.warn(f"last {len(tail)} lines of {'setup output' if stage == 'setup' else 'the vassal log'}:")
-            for line in tail:
+    def report_failure(self, failure):
+        """The failed stage and why (a StageFailed), with the lines that tell more."""
+        self.report.warn(str(failure))
+        if failure.tail:
+            self.report.warn(f"last {len(failure.tail)} lines of {failure.tail_of}:")
+            for line in failure.tail:
                 self.report.warn("  " + line)
 
     def report_not_deployed(self, previous):
@@ -229,13 +243,12 @@ class Deploy:
 
     # -- before the switch: any failure leaves the live version alone --------
     def checkout(self):
-        kind, git_dir, commit = self.source
-        if kind != "git":
+        if self.source is None:
             if not os.path.isdir(self.version.workdir):
                 raise StageFailed("checkout", f"{self.version.workdir}: no such directory")
             return
-        with self.report.stage("checkout", f"Checking out {commit[:12]} into {self.version.workdir}"):
-            export_tree(git_dir, commit, self.version)
+        with self.stage("checkout", f"Checking out {self.source.commit[:12]} into {self.version.workdir}"):
+            export_tree(self.source.git_dir, self.source.commit, self.version)
 
     def find_deploy_files(self):
         try:
@@ -255,7 +268,7 @@ class Deploy:
         return path
 
     def read_env(self):
-        with self.report.stage("env", "Reading environment"):
+        with self.stage("env", "Reading environment"):
             for server_side in (self.settings.env_file, self.app.env_file):
                 check_server_side(server_side, self.report.warn)
             paths = self.app.env_files(self.deploy_file("environment.sh", "env"))
@@ -277,20 +290,20 @@ class Deploy:
             return
         environ = dict(self.environ, **{name: e.value for name, e in entries.items()})
         if script is None:
-            with self.report.stage("setup", f"Preparing the environment for {REQUIREMENTS_FILE} (no setup)"):
+            with self.stage("setup", f"Preparing the environment for {REQUIREMENTS_FILE} (no setup)"):
                 provide_environment(self.settings, self.deploy_dir, environ=environ,
                                     output=self.report.binary_stream, say=self.report.say,
                                     warn=self.report.warn, holder=f"{self.version.name} ({self.how})",
-                                    check_ini=True)
+                                    check_ini=True, on_point=self.on_stage)
             return
-        with self.report.stage("setup", "Running setup"):
+        with self.stage("setup", "Running setup"):
             make_executable(script)
             environ["PATH"] = tools_first(environ.get("PATH"))   # deploy-venv, from setup
             run_setup(script, self.deploy_dir, environ, self.settings.setup_timeout,
                       self.report.binary_stream)
 
     def expand(self, entries):
-        with self.report.stage("expand", "Expanding uwsgi.ini"):
+        with self.stage("expand", "Expanding uwsgi.ini"):
             ini = self.deploy_file("uwsgi.ini", "expand")
             if ini is None:
                 raise DeployError(f"no uwsgi.ini in {self.deploy_dir} (nor written by setup)")
@@ -314,9 +327,8 @@ class Deploy:
         """Start the candidate where the probe can reach it: straight on its
         unix socket (the default), or with DEPLOY_PROBE_VIA=http on a free
         loopback HTTP port, which costs the reload of the next stage."""
-        with self.report.stage("probe", f"Probing {self.version.run_name} for {self.settings.ping_path}"):
-            for directory in (self.settings.vassals_dir, self.settings.run_dir, self.settings.log_dir):
-                os.makedirs(directory, exist_ok=True)
+        with self.stage("probe", f"Probing {self.version.run_name} for {self.settings.ping_path}"):
+            create_directories(self.settings)
             # a retired incarnation of this version may still be finishing requests
             if not wait_vassal_gone(self.settings, self.version, self.settings.drain_timeout):
                 raise DeployError(f"an earlier {self.version.name} vassal is still stopping")
@@ -334,7 +346,7 @@ class Deploy:
         """Rewrite the vassal to listen on its unix socket; the Emperor reloads it."""
         if self.settings.probe_via == "socket":
             return   # it has listened there from the start
-        with self.report.stage("reconfigure", f"Moving {self.version.run_name} to its socket"):
+        with self.stage("reconfigure", f"Moving {self.version.run_name} to its socket"):
             self.start_candidate(("socket", self.version.socket), "unix:" + self.version.socket,
                                  self.settings.ready_timeout, first_start=False)
 
@@ -354,18 +366,22 @@ class Deploy:
             if not wait_workers_accepting(self.version, timeout):
                 raise DeployError("its workers did not all start accepting requests")
         except DeployError as error:
-            error.tail = log_tail(self.version.log)
-            raise
+            raise FailedWithOutput(str(error), log_tail(self.version.log), "the vassal log") from None
 
     def abandon_candidate(self):
         """A candidate serves nobody: a short grace, then it is killed (an app
-        stuck importing would ignore a graceful stop)."""
-        remove_vassal(self.settings, self.version, self.settings.drain_timeout,
-                      kill_after=CANDIDATE_GRACE)
+        stuck importing would ignore a graceful stop). Should that fail too,
+        the next deploy's sweep removes it; the first failure is what counts."""
+        try:
+            remove_vassal(self.settings, self.version, self.settings.drain_timeout,
+                          kill_after=CANDIDATE_GRACE)
+        except Exception as error:
+            self.report.warn(f"could not remove {self.version.run_name} now ({error_line(error)}); "
+                             "the next deploy will")
 
     # -- the switch and after: the new version is live -----------------------
     def switch(self):
-        with self.report.stage("switch", f"Switching {self.app.live_socket} to {self.version.run_name}"):
+        with self.stage("switch", f"Switching {self.app.live_socket} to {self.version.run_name}"):
             self.switched = True     # first: a signal from here on must not abandon it
             switch_symlink(self.app.live_socket, self.version.socket)
             self.live_at = time.monotonic()
@@ -376,7 +392,7 @@ class Deploy:
         passes, a broken one is switched back."""
         if self.settings.watch <= 0:
             return
-        with self.report.stage("watch", f"Watching {self.version.run_name} for {self.settings.watch:g} s"):
+        with self.stage("watch", f"Watching {self.version.run_name} for {self.settings.watch:g} s"):
             watch_health(self.settings, self.version, self.settings.watch, self.report.say)
 
     def switch_back(self, previous):
@@ -404,13 +420,13 @@ class Deploy:
     def retire(self, previous):
         if previous is None or previous.run_name == self.version.run_name:
             return
-        with self.report.stage("retire", f"Retiring {previous.run_name}"):
+        with self.stage("retire", f"Retiring {previous.run_name}"):
             self.retire_served(previous)
 
     def link(self):
-        with self.report.stage("link", f"Linking {self.app.home_link}"):
+        with self.stage("link", f"Linking {self.app.home_link}"):
             switch_symlink(self.app.home_link, self.version.workdir)
-            test_pause("log")
-            commit = self.source[2] or known_commit(self.settings.log_file, self.version)
+            self.on_stage("log")
+            commit = self.source.commit if self.source else known_commit(self.settings.log_file, self.version)
             append_entry(self.settings.log_file, self.version, commit, self.how,
                          time.monotonic() - self.started, self.logged_previous)

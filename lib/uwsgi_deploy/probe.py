@@ -9,6 +9,7 @@ import struct
 import time
 
 from . import DeployError
+from .waiting import wait_until
 
 RETRY_INTERVAL = 0.05   # seconds between attempts; a refused connect is cheap
 ATTEMPT_TIMEOUT = 5.0   # one request may not take longer than this
@@ -138,6 +139,8 @@ def get_unix(socket_path, path, timeout):
 
 
 def get_http(base_url, path, timeout, session=None):
+    """One GET over HTTP; any failure of it (no connection, no answer in
+    time, an answer requests cannot read) is a ProbeResult, not an exception."""
     import requests   # here, not at the top: only an HTTP probe pays for it
     try:
         response = (session or requests).get(base_url.rstrip("/") + path, timeout=timeout,
@@ -147,6 +150,8 @@ def get_http(base_url, path, timeout, session=None):
         return ProbeResult(False, "refused" if "refused" in text.lower() else "connection error")
     except requests.exceptions.Timeout:
         return ProbeResult(False, "timeout")
+    except requests.exceptions.RequestException as err:   # a garbled answer, say
+        return ProbeResult(False, f"bad answer ({type(err).__name__})")
     return ProbeResult(response.status_code == 200, f"status {response.status_code}")
 
 
@@ -176,16 +181,17 @@ def wait_for_200(target, path="/ping", timeout=30.0, alive=None):
     if not target.startswith("unix:"):
         import requests
         session = requests.Session()
-    while True:
+    last = None
+
+    def answered_200():
+        nonlocal last
         remaining = deadline - time.monotonic()
-        result = probe_once(target, path, max(0.05, min(ATTEMPT_TIMEOUT, remaining)), session)
-        if result.ok:
-            return result
-        if alive:
+        last = probe_once(target, path, max(0.05, min(ATTEMPT_TIMEOUT, remaining)), session)
+        if not last.ok and alive:
             alive()
-        if time.monotonic() + RETRY_INTERVAL >= deadline:
-            return result
-        time.sleep(RETRY_INTERVAL)
+        return last.ok
+    wait_until(answered_200, timeout, RETRY_INTERVAL)
+    return last
 
 
 def probe_command(target, path, timeout):

@@ -1,9 +1,11 @@
 """Settings: defaults, overridden by a config file, overridden by DEPLOY_* variables.
 
 Every setting is named DEPLOY_<NAME>. The config file holds the same names as
-KEY=VALUE lines (the format systemd's EnvironmentFile= reads too); it is
-$DEPLOY_CONFIG, or ~/deploy.conf when that is unset. Paths default to places
-under DEPLOY_HOME, so moving the deploy root moves everything with it.
+NAME=value lines, read with python-dotenv like the environment files (so
+`export`, quotes, comments and ${VAR} work: close to, but not exactly,
+systemd's EnvironmentFile=); it is $DEPLOY_CONFIG, or ~/deploy.conf when that
+is unset. Paths default to places under DEPLOY_HOME, so moving the deploy
+root moves everything with it.
 """
 import os
 from dataclasses import dataclass

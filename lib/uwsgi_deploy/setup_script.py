@@ -10,7 +10,8 @@ import stat
 import subprocess
 import time
 
-from . import DeployError
+from . import DeployError, FailedWithOutput
+from .waiting import wait_until
 
 TAIL_LINES = 20
 PR_SET_PDEATHSIG = 1
@@ -27,7 +28,8 @@ def _prctl(option, value):
 
 
 def make_executable(path):
-    """Like the original tool: a setup without its x bit is made executable."""
+    """A setup without its x bit (committed from a system without file
+    modes, say) is made executable rather than refused."""
     mode = os.stat(path).st_mode
     if not mode & stat.S_IXUSR:
         os.chmod(path, mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
@@ -61,13 +63,10 @@ def end_strays(known, what, timeout=STRAY_TIMEOUT):
     With this process a child subreaper, that includes whatever setup started
     and left behind (a `cmd &`, a setsid or double-forked daemon): orphans are
     re-parented here instead of to init, and their own orphans follow them."""
-    deadline = time.monotonic() + timeout
-    while True:
-        strays = [pid for pid in children() if pid not in known]
-        if not strays:
-            return
-        if time.monotonic() > deadline:
-            raise DeployError(f"{what} left {len(strays)} processes that would not stop")
+    strays = []
+
+    def none_left():
+        strays[:] = [pid for pid in children() if pid not in known]
         for pid in strays:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -78,6 +77,9 @@ def end_strays(known, what, timeout=STRAY_TIMEOUT):
                 os.waitpid(pid, 0)
             except ChildProcessError:
                 pass
+        return not strays
+    if not wait_until(none_left, timeout, interval=0):
+        raise DeployError(f"{what} left {len(strays)} processes that would not stop")
 
 
 def run_setup(script, cwd, environ, timeout, output):
@@ -88,8 +90,8 @@ def run_setup(script, cwd, environ, timeout, output):
 def run_streaming(argv, cwd, environ, timeout, output, what):
     """Run argv in cwd, copying its output (stdout and stderr) as it comes to
     the binary stream output() returns (None: the pusher is gone, drop it).
-    Returns the last lines; raises DeployError (with .tail) naming `what` on a
-    non-zero exit or after timeout seconds. However it ends, every process it
+    Returns the last lines; raises FailedWithOutput (with those lines) naming
+    `what` on a non-zero exit or after timeout seconds. However it ends, every process it
     started is gone when this returns: this process becomes a child
     subreaper, so that daemons it detaches come back here to be ended (one
     run at a time per process: another child started meanwhile would be
@@ -109,9 +111,8 @@ def run_streaming(argv, cwd, environ, timeout, output, what):
             if remaining <= 0:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-                error = DeployError(f"{what} did not finish within {timeout:g} s (DEPLOY_SETUP_TIMEOUT)")
-                error.tail = list(tail)
-                raise error
+                raise FailedWithOutput(f"{what} did not finish within {timeout:g} s (DEPLOY_SETUP_TIMEOUT)",
+                                       tail, f"{what} output")
             ready, _, _ = select.select([process.stdout], [], [], min(remaining, 1.0))
             if not ready:
                 if process.poll() is not None:
@@ -143,7 +144,5 @@ def run_streaming(argv, cwd, environ, timeout, output, what):
         tail.append(partial.decode("utf-8", "replace"))
     if status != 0:
         reason = f"killed by signal {-status}" if status < 0 else f"exited with status {status}"
-        error = DeployError(f"{what} {reason}")
-        error.tail = list(tail)
-        raise error
+        raise FailedWithOutput(f"{what} {reason}", tail, f"{what} output")
     return list(tail)

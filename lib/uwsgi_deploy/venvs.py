@@ -23,20 +23,18 @@ import time
 
 from . import DeployError
 from .checkout import deploy_dir
+from .files import read_text
 from .installers import finish, make_installer
 from .inventory import apps_on_disk, versions_on_disk
-from .layout import App
+from .layout import (VENV_LOCK, VENV_NAME, VENV_TEMPORARY, App, venv_build_temporary, venv_lock,
+                     venv_removal_temporary)
 from .links import remove_if_exists, switch_symlink
 from .lock import DeployLock
 from .settings import load
 from .setup_script import run_streaming
-from .venv_key import (KEY_LENGTH, REQUIREMENTS_FILE, embedded_interpreter, environment_key,
-                       read_requirement_files)
+from .venv_key import REQUIREMENTS_FILE, embedded_interpreter, environment_key, read_requirement_files
 
 LINK_NAME = ".venv"
-KEY_NAME = re.compile(r"[0-9a-f]{%d}\Z" % KEY_LENGTH)
-TEMPORARY = re.compile(r"\.tmp-(?P<key>[0-9a-f]{%d})-.+\Z" % KEY_LENGTH)
-LOCK_FILE = re.compile(r"\.(?P<key>[0-9a-f]{%d})\.lock\Z" % KEY_LENGTH)
 USES_VENV = re.compile(r"^\s*(virtualenv|venv|home|pyhome)\s*[=:]", re.M)
 
 
@@ -70,8 +68,10 @@ class Request:
         self.installer = make_installer(settings.venv_installer, self.interpreter, environ)
         self.key = environment_key(self.interpreter, self.installer.identity, self.files)
 
-    def build(self, temporary, final, output, say, warn):
-        """Install into temporary, ready to be renamed to final; says where the time went."""
+    def build(self, temporary, final, output, say, warn, on_point):
+        """Install into temporary, ready to be renamed to final; says where the
+        time went. on_point("venv-install") is called between the installer's
+        steps (see provide)."""
         installer, key = self.installer, self.key
         names = ", ".join(os.path.relpath(f.path, self.directory) for f in self.files if f.top)
         say(f"environment {key}: building with {installer.identity} for Python "
@@ -79,7 +79,7 @@ class Request:
         phases = []
         for number, (what, argv) in enumerate(installer.steps(temporary, self.files, prompt=key)):
             if number:
-                _test_pause("venv-install")
+                on_point("venv-install")
             started = time.monotonic()
             run_streaming(argv, os.path.dirname(temporary), installer.environ, self.settings.setup_timeout,
                           output, what)
@@ -94,11 +94,15 @@ class Request:
 
 
 def provide(settings, directory, requirements=None, constraints=(), environ=None, output=None,
-            say=_print, warn=_print, holder="deploy-venv", check_ini=False):
+            say=_print, warn=_print, holder="deploy-venv", check_ini=False, on_point=None):
     """Give the version in directory its environment: reuse the one its key
     names, or build it; then point directory/.venv at it. Returns the key.
     requirements: files relative to directory (default: requirements.txt if
-    there is one; none means an environment with no packages)."""
+    there is one; none means an environment with no packages). on_point, the
+    pipeline's on_stage, is called within a build: "venv-install" once the
+    venv exists and before packages are installed, "venv-rename" once all is
+    built and before the rename into place."""
+    on_point = on_point or (lambda point: None)
     environ = dict(os.environ if environ is None else environ)
     output = output or (lambda: sys.stdout.buffer)
     request = Request(settings, directory, requirements, constraints, environ)
@@ -108,7 +112,8 @@ def provide(settings, directory, requirements=None, constraints=(), environ=None
                           "(the version's environment is linked there)")
 
     def build(temporary, final):
-        request.build(temporary, final, output, say, warn)
+        request.build(temporary, final, output, say, warn, on_point)
+        on_point("venv-rename")
 
     with Store(settings).environment(request.key, build, say, holder) as path:
         switch_symlink(link, path)
@@ -120,12 +125,10 @@ def provide(settings, directory, requirements=None, constraints=(), environ=None
 
 def hint_ini(directory, warn):
     """A uwsgi.ini that never mentions a virtualenv will not see the packages."""
-    ini = os.path.join(directory, "uwsgi.ini")
     try:
-        with open(ini, encoding="utf-8", errors="replace") as stream:
-            text = stream.read()
-    except OSError:
-        return
+        text = read_text(os.path.join(directory, "uwsgi.ini"))
+    except DeployError:
+        return   # the expand stage says what is wrong with it
     if not USES_VENV.search(text):
         warn(f"uwsgi.ini sets no virtualenv: add `virtualenv = %(chdir)/{LINK_NAME}` "
              "so the app imports the environment's packages")
@@ -142,7 +145,7 @@ class Store:
         return os.path.join(self.root, key)
 
     def lock_path(self, key):
-        return os.path.join(self.root, f".{key}.lock")
+        return venv_lock(self.root, key)
 
     def lock(self, key, holder, say=None, shared=False, timeout=None):
         return DeployLock(self.lock_path(key), self.settings.setup_timeout if timeout is None else timeout,
@@ -167,10 +170,9 @@ class Store:
                 yield final
                 return
             self.remove_temporaries(key, say)
-            temporary = os.path.join(self.root, f".tmp-{key}-{os.getpid()}")
+            temporary = venv_build_temporary(self.root, key)
             try:
                 build(temporary, final)
-                _test_pause("venv-rename")
                 self.rename_into_place(temporary, final, say)
             finally:
                 if os.path.lexists(temporary):
@@ -190,16 +192,10 @@ class Store:
     def remove_temporaries(self, key, say):
         """Hidden build directories of key; the caller holds key's lock."""
         for name in sorted(os.listdir(self.root)):
-            match = TEMPORARY.match(name)
+            match = VENV_TEMPORARY.match(name)
             if match and match.group("key") == key:
                 say(f"removing {name}, left by an interrupted build")
                 shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
-
-
-def _test_pause(point):
-    """For fault tests: DEPLOY_TEST_PAUSE=POINT:PATH stops a build there."""
-    from .pipeline import test_pause   # the pipeline imports this module
-    test_pause(point)
 
 
 # -- what versions use, and what cleanup may remove ---------------------------
@@ -275,8 +271,8 @@ def clean_environments(settings, leaving=(), dry_run=False, say=_print):
     freed, removed = 0, 0
     for name in sorted(os.listdir(store.root)):
         path = os.path.join(store.root, name)
-        temporary = TEMPORARY.match(name)
-        if not (KEY_NAME.match(name) or temporary) or not os.path.isdir(path) or os.path.islink(path):
+        temporary = VENV_TEMPORARY.match(name)
+        if not (VENV_NAME.match(name) or temporary) or not os.path.isdir(path) or os.path.islink(path):
             continue
         key = temporary.group("key") if temporary else name
         if not temporary and key in users:
@@ -313,8 +309,8 @@ def clean_environments(settings, leaving=(), dry_run=False, say=_print):
 def _remove_idle_locks(store):
     """Lock files of keys with neither an environment nor a build left."""
     names = os.listdir(store.root)
-    building = {m.group("key") for m in map(TEMPORARY.match, names) if m}
-    for match in filter(None, map(LOCK_FILE.match, names)):
+    building = {m.group("key") for m in map(VENV_TEMPORARY.match, names) if m}
+    for match in filter(None, map(VENV_LOCK.match, names)):
         key = match.group("key")
         if key in building or os.path.exists(store.path(key)):
             continue
@@ -329,7 +325,7 @@ def _remove_tree(store, name, key):
     """Renamed first, so the key disappears at once; a crash halfway leaves a
     hidden directory the next cleanup removes."""
     path = os.path.join(store.root, name)
-    hidden = path if name.startswith(".") else os.path.join(store.root, f".tmp-{key}-cleanup-{os.getpid()}")
+    hidden = path if name.startswith(".") else venv_removal_temporary(store.root, key)
     try:
         if hidden != path:
             os.rename(path, hidden)

@@ -49,7 +49,7 @@ def deploy_version(target, prefix=None, previous=False, run_setup=True, environ=
         version, how = version_by_prefix(App(settings, target), prefix), "deploy-version"
     else:
         version, how = version_from_directory(settings, target), "deploy-version"
-    Deploy(settings, version, how, ("dir", None, None), environ, run_setup=run_setup).run()
+    Deploy(settings, version, how, None, environ, run_setup=run_setup).run()
 
 
 def restart_live(settings, app, environ=None, reporter=None, precondition=None, on_refused=None):
@@ -60,5 +60,5 @@ def restart_live(settings, app, environ=None, reporter=None, precondition=None, 
     live = app.live_version()
     if live is None:
         raise DeployError(f"nothing of {app.name} is live")
-    Deploy(settings, live, "config", ("dir", None, None), environ, reporter, restart=True,
+    Deploy(settings, live, "config", None, environ, reporter, restart=True,
            precondition=precondition, on_refused=on_refused).run()
