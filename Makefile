@@ -15,7 +15,8 @@ MODULES := $(wildcard lib/uwsgi_deploy/*.py)
 SHARE_FILES := $(shell find share -type f 2>/dev/null)
 
 DEMO_DIR ?= /tmp/uwsgi-deploy-demo
-RUN_WITH_LIB = PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHONPATH="$(CURDIR)/lib" $(VENV)/bin/python
+# the library, and the development harness in dev/ (not installed)
+RUN_WITH_LIB = PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHONPATH="$(CURDIR)/lib:$(CURDIR)/dev" $(VENV)/bin/python
 
 .PHONY: all install uninstall test lint venv clean demo demo-stop bench
 
@@ -63,10 +64,10 @@ test: $(VENV)/.installed
 
 # The example app, pushed into a sandbox Emperor + nginx on a loopback port.
 demo: $(VENV)/.installed
-	$(RUN_WITH_LIB) share/demo.py start $(DEMO_DIR)
+	$(RUN_WITH_LIB) dev/demo.py start $(DEMO_DIR)
 
 demo-stop: $(VENV)/.installed
-	$(RUN_WITH_LIB) share/demo.py stop $(DEMO_DIR)
+	$(RUN_WITH_LIB) dev/demo.py stop $(DEMO_DIR)
 
 # Deploy speed and zero downtime vs an in-place reload, then dependency
 # environments (uv vs pip, a Flask + SQLAlchemy app's pushes); BENCH_ARGS=--quick for a smoke run.
@@ -75,7 +76,7 @@ bench: $(VENV)/.installed
 	$(RUN_WITH_LIB) bench/venv $(BENCH_ARGS)
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/python -m pyflakes lib t share bench $(addprefix bin/,$(TOOLS))
+	$(VENV)/bin/python -m pyflakes lib t dev share bench $(addprefix bin/,$(TOOLS))
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -5,13 +5,14 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "bin")
 APPS = os.path.join(ROOT, "t", "apps")
-sys.path.insert(0, os.path.join(ROOT, "lib"))
+sys.path[:0] = [os.path.join(ROOT, "lib"), os.path.join(ROOT, "dev")]   # the library; the harness
 UWSGI = shutil.which("uwsgi") or "/usr/bin/uwsgi"
 
 
@@ -23,7 +24,7 @@ def world():
     shutil.rmtree(path, ignore_errors=True)
 
 
-from uwsgi_deploy.sandbox import wait_until  # noqa: E402
+from sandbox_server import wait_until  # noqa: E402
 
 
 def run_tool(name, *args, **kwargs):
@@ -114,12 +115,30 @@ def write(path, text, mode=None):
     return path
 
 
+@pytest.fixture(scope="session")
+def stop_later():
+    """stop_later(box): stop a sandbox's servers (by PID) and remove it, in
+    the background. An Emperor takes about 3 s to stop: its vassals bury
+    their gracefully stopped workers on their next one-second tick, and the
+    Emperor notices on its own. The next test need not wait for that; the
+    session waits for every stop before it ends."""
+    stopping = []
+
+    def stop(box):
+        thread = threading.Thread(target=box.stop)
+        thread.start()
+        stopping.append(thread)
+    yield stop
+    for thread in stopping:
+        thread.join(120)
+
+
 @pytest.fixture
-def sandbox():
+def sandbox(stop_later):
     from sandbox import Sandbox
     box = Sandbox()
     yield box
-    box.stop()
+    stop_later(box)
 
 
 @pytest.fixture

@@ -6,6 +6,9 @@ import time
 
 import requests
 
+from uwsgi_deploy import waiting
+from uwsgi_deploy.stats import read_stats
+
 
 class LoadLoop:
     """`clients` threads GET url until stopped, or until max_seconds or
@@ -57,9 +60,8 @@ class LoadLoop:
         return self
 
     def wait_for(self, count, timeout=30):
-        deadline = time.monotonic() + timeout
-        while self.total < count and time.monotonic() < deadline:
-            time.sleep(0.01)
+        """Until count requests were answered (or timeout seconds passed)."""
+        waiting.wait_until(lambda: self.total >= count, timeout, interval=0.01)
 
     def __exit__(self, *exc):
         self.stopping.set()
@@ -147,7 +149,6 @@ class BusyWatcher:
                                    for core in cores)
 
     def sample(self):
-        from uwsgi_deploy.emperor import read_stats
         deadline = time.monotonic() + self.max_seconds
         while not self.stopping.wait(self.interval) and time.monotonic() < deadline:
             live = self.app.live_version()

@@ -1,20 +1,22 @@
-"""The test server: lib's Sandbox (Emperor, nginx, deploy account home) plus a
+"""The test server: dev's Sandbox (Emperor, nginx, deploy account home) plus a
 developer's repository pushed with a real git client; and, for the tests over
 ssh, a throw-away deploy account with git-shell and an sshd on a loopback port."""
 import os
 import pwd
 import secrets
+import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
-import time
+import threading
 
 import requests
 
 from conftest import ROOT, write
-from uwsgi_deploy import sandbox as base
-from uwsgi_deploy.emperor import read_stats
+import sandbox_server as base
+from uwsgi_deploy.stats import read_stats
 from uwsgi_deploy.layout import App
 
 # The app the tests deploy: reports its version and environment, can be slow.
@@ -37,6 +39,8 @@ def application(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [VERSION.encode()]
 '''
+
+TEST_HOOKS = os.path.join(ROOT, "t", "hooks")   # the tests' pre-receive, with pauses
 
 TEST_INI = """[uwsgi]
 master = true
@@ -102,16 +106,22 @@ class Sandbox(base.Sandbox):
         args = ["push"] + (["--force"] if force else []) + [os.path.join(self.home, app + ".git"), refspec]
         return self.git(repo or self.source_repo(), *args, env=extra_env, check=False)
 
-    def start_push(self, app="app", repo=None, env=None):
-        """git push in the background; returns the Popen (output on stdout)."""
-        return subprocess.Popen(["git", "-C", repo or self.source_repo(), "push", "--force",
-                                 os.path.join(self.home, app + ".git"), "main"],
-                                env=dict(self.environ, **(env or {})), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
+    def push_argv(self, app="app", repo=None, hooks=None):
+        """git push of main to ~/APP.git, forced. hooks: a directory whose
+        pre-receive runs instead of the repository's own."""
+        argv = ["git", "-C", repo or self.source_repo(), "push", "--force"]
+        if hooks:   # receive-pack takes configuration on its command line too
+            argv.append(f"--receive-pack=git -c core.hooksPath={shlex.quote(hooks)} receive-pack")
+        return argv + [os.path.join(self.home, app + ".git"), "main"]
 
-    def paused_push(self, stage, **kwargs):
-        """A push whose deploy stops on reaching stage (DEPLOY_TEST_PAUSE)."""
-        return PausedPush(self, stage, **kwargs)
+    def start_push(self, app="app", repo=None, env=None):
+        """git push in the background: a RunningPush."""
+        return RunningPush(self.push_argv(app, repo), dict(self.environ, **(env or {})))
+
+    def paused_push(self, point, **kwargs):
+        """A push whose deploy stops on reaching point (a stage, or a point
+        Deploy's on_stage names), through the tests' own hook, t/hooks."""
+        return PausedPush(self, point, **kwargs)
 
     # -- what is on the server ---------------------------------------------
     def vassal_inis(self):
@@ -128,34 +138,92 @@ class Sandbox(base.Sandbox):
                         f"Emperor vassals {expected} (have {self.emperor_vassals()})")
 
 
-class PausedPush:
-    def __init__(self, box, stage, app="app", repo=None, env=None):
-        self.gate = os.path.join(box.root, f"gate-{stage}")
-        self.process = box.start_push(app, repo, dict(env or {}, DEPLOY_TEST_PAUSE=f"{stage}:{self.gate}"))
+class RunningPush:
+    """A git push running in the background; its output (stdout and stderr)
+    is collected as it comes, so a test can wait for a line."""
 
-    def reached(self):
+    def __init__(self, argv, environ):
+        self.process = subprocess.Popen(argv, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True)
+        self.lines = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    def output(self):
+        return "".join(self.lines)
+
+    def wait_for_output(self, text, timeout=60):
+        base.wait_until(lambda: text in self.output(), timeout, f"{text!r} in the push's output:\n{self.output()}")
+
+    def running(self):
+        return self.process.poll() is None
+
+    def finish(self, timeout=120):
+        """(returncode, output) once the push has ended."""
+        self.process.wait(timeout)
+        self.reader.join(timeout)
+        return self.process.returncode, self.output()
+
+    def lose_client(self):
+        """The pusher goes away (a dropped connection): the git client is
+        killed, so the pipe that carries the hook's output to it breaks."""
+        self.process.send_signal(signal.SIGKILL)
+        self.finish(30)
+
+
+class PausedPush(RunningPush):
+    """A push through t/hooks/pre-receive whose deploy pauses at point."""
+
+    def __init__(self, box, point, app="app", repo=None, env=None, timeout=None):
+        """timeout: seconds after which an unreleased pause fails the deploy."""
+        self.gate = os.path.join(box.root, f"gate-{point}")
+        environ = dict(box.environ, **(env or {}), UD_TEST_PAUSE=f"{point}:{self.gate}")
+        if timeout is not None:
+            environ["UD_TEST_PAUSE_TIMEOUT"] = str(timeout)
+        super().__init__(box.push_argv(app, repo, hooks=TEST_HOOKS), environ)
+
+    def reached(self, timeout=60):
         """Wait until the deploy pauses; returns the deploy's pid."""
-        wait_file(self.gate)
-        deadline = time.monotonic() + 5
-        while not open(self.gate).read():
-            assert time.monotonic() < deadline, "the paused deploy never wrote its pid"
-            time.sleep(0.01)
-        return int(open(self.gate).read())
+        wait_file(self.gate, timeout)
+        with open(self.gate) as stream:
+            return int(stream.read())
 
     def release(self):
         os.unlink(self.gate)
 
-    def finish(self, timeout=120):
-        """(returncode, output) once the push has ended."""
-        output = self.process.communicate(timeout=timeout)[0]
-        return self.process.returncode, output
+    def lose_client(self):
+        """The pusher goes away, as a dropped ssh connection leaves it: the
+        git client and the receive-pack that runs the hook are killed, so
+        the pipe carrying the hook's output has no reader left. Call it while
+        the deploy is paused."""
+        hook = self.reached()
+        receive_pack = parent_of(hook)
+        for pid in (self.process.pid, receive_pack):
+            os.kill(pid, signal.SIGKILL)
+        self.finish(30)
+        return hook
+
+
+def parent_of(pid):
+    with open(f"/proc/{pid}/stat") as stream:
+        return int(stream.read().rsplit(") ", 1)[1].split()[1])
+
+
+def process_ended(pid):
+    """pid has exited (gone, or a zombie nobody has reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stream:
+            return stream.read().rsplit(") ", 1)[1][0] in "ZX"
+    except (FileNotFoundError, ProcessLookupError):
+        return True
 
 
 def wait_file(path, timeout=60):
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.01)
+    base.wait_until(lambda: os.path.exists(path), timeout, f"{path} to appear")
 
 
 # -- over ssh, as in production ------------------------------------------------
@@ -182,7 +250,8 @@ def create_deploy_account(box):
 
 
 def remove_account(account):
-    subprocess.run(["userdel", account.pw_name], capture_output=True)
+    """userdel: refused while a process of the account still runs."""
+    run_checked("userdel", account.pw_name)
 
 
 def install_toolkit(box, account):

@@ -1,7 +1,7 @@
 """make demo: the example app deployed by a real `git push` into a sandbox
 (an Emperor and nginx on a free loopback port); make demo-stop ends it.
 
-    python3 share/demo.py start|stop [DIR]     (default DIR /tmp/uwsgi-deploy-demo)
+    PYTHONPATH=lib:dev python3 dev/demo.py start|stop [DIR]     (default DIR /tmp/uwsgi-deploy-demo)
 
 DIR is private to whoever runs the demo (created 0700; an existing one must
 be a directory of theirs that nobody else can write): the demo runs what is
@@ -15,11 +15,10 @@ import subprocess
 import sys
 import urllib.request
 
+from sandbox_server import CHECKOUT, Sandbox, stop_recorded
 from uwsgi_deploy.paths import share
-from uwsgi_deploy.sandbox import Sandbox, stop_recorded
 
 DEFAULT_DIR = "/tmp/uwsgi-deploy-demo"
-CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def step(text):

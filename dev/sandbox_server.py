@@ -1,7 +1,8 @@
 """A whole deploy server inside one directory: a deploy account's home, the
 Emperor (bin/deploy-emperor, share/emperor.ini) and nginx (share/nginx-site.conf)
 on a loopback port. The tests, `make demo` and the benchmark all use it, so
-what they run is what ships."""
+what they run is what ships; it is not installed (its nginx runs as root).
+It needs lib/ on sys.path."""
 import os
 import shutil
 import signal
@@ -9,13 +10,15 @@ import socket
 import subprocess
 import time
 
-from .emperor import read_stats
-from .init import render_nginx_site
-from .layout import App
-from .probe import free_loopback_port as free_port  # noqa: F401  (tests and bench use it)
-from .settings import load
+from uwsgi_deploy import waiting
+from uwsgi_deploy.init import render_nginx_site
+from uwsgi_deploy.layout import App
+from uwsgi_deploy.probe import free_loopback_port as free_port  # noqa: F401  (tests and bench use it)
+from uwsgi_deploy.settings import load
+from uwsgi_deploy.stats import read_stats
 
-BIN_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bin"))
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN_DIR = os.path.join(CHECKOUT, "bin")
 
 NGINX_MAIN = """daemon off;
 master_process on;
@@ -39,11 +42,12 @@ STOP_SIGNALS = {"emperor": signal.SIGINT, "nginx": signal.SIGQUIT}
 
 
 def wait_until(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
+    """predicate()'s true value, once it has one; TimeoutError naming what
+    was awaited after timeout seconds."""
+    result = waiting.wait_until(predicate, timeout)
+    if not result:
+        raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+    return result
 
 
 def port_open(port):
@@ -143,9 +147,7 @@ def stop_recorded(root, timeout=20):
             pass
     deadline = time.monotonic() + timeout
     for pid in stopped:
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if _alive(pid):
+        if not waiting.wait_until(lambda: not _alive(pid), deadline - time.monotonic()):
             os.kill(pid, signal.SIGKILL)
     os.unlink(os.path.join(root, "pids"))
     return stopped
