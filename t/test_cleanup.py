@@ -1,5 +1,6 @@
 """deploy-cleanup against a real Emperor and nginx: what it keeps, what it
 removes, and that the live app keeps serving."""
+import json
 import os
 
 from conftest import write
@@ -149,7 +150,9 @@ def test_version_being_deployed_survives_while_the_lock_is_held(server):
         assert os.path.isdir(busy.workdir) and os.path.isdir(half)
         status = server.tool("deploy-status", "--json")
         assert status.returncode == 0, status.stderr
-        assert '"deploying"' in status.stdout
+        [facts] = json.loads(status.stdout)["apps"]
+        assert facts["deploying"] == "app-0123456789ab"
+        assert [v["marks"] for v in facts["versions"] if v["name"] == "app-0123456789ab"] == [["deploying"]]
     lines = cleanup(server, "0")
     assert "removed app-0123456789ab: failed deploy" in lines
     assert not os.path.exists(busy.workdir) and not os.path.exists(half)
@@ -184,3 +187,18 @@ def test_bad_input_is_a_one_line_error(sandbox):
         assert result.returncode == 1
         assert result.stderr.startswith("deploy-cleanup: " + message)
         assert result.stderr.count("\n") == 1
+
+
+def test_a_refused_first_push_is_a_failed_deploy_until_the_log_is_lost(server):
+    """An app that never went live has only failed deploys; one that went
+    live but lost deploy.log ranks its versions by directory time."""
+    failed = server.commit_app("broken", extra=FAILING_SETUP)[:12]
+    assert server.push().returncode != 0
+    assert f"would remove app-{failed}: failed deploy" in cleanup(server, "--dry-run")
+    [facts] = json.loads(server.tool("deploy-status", "--json", "app").stdout)["apps"]
+    assert [v["marks"] for v in facts["versions"]] == [["failed"]]
+    live = server.commit_app("v1", extra={"setup": None})[:12]
+    assert server.push().returncode == 0
+    os.unlink(server.settings.log_file)
+    lines = cleanup(server, "--dry-run", "1")
+    assert lines == [f"kept app-{live}: live", f"would remove app-{failed}: older than the most recent"]

@@ -3,12 +3,12 @@ client, a version that dies right after the switch, an Emperor restart."""
 import os
 import re
 import signal
-import time
 
 import pytest
 
+from conftest import wait_until
 from load import BUSY_INI, BusyLoad
-from sandbox import wait_file
+from sandbox import process_ended, wait_file
 from uwsgi_deploy.lock import DeployLock
 
 
@@ -37,16 +37,15 @@ def test_second_push_of_same_app_waits_for_the_first(server):
     server.git(other, "pull", "-q", server.source_repo(), "main")
     server.commit_app("v3", repo=other)
     second = server.start_push(repo=other)
-    time.sleep(1)                       # the second push is now waiting on the lock
-    assert second.poll() is None
+    second.wait_for_output("waiting for another deploy to finish (app-")
+    assert second.running()
     first.release()
     first_status, first_out = first.finish()
-    second_out = second.communicate(timeout=120)[0]
+    second_status, second_out = second.finish()
     assert first_status == 0, first_out
-    assert "waiting for another deploy to finish (app-" in second_out
     # the branch moved while it waited: git would refuse to update it after
     # the deploy, so the deploy is refused before it starts
-    assert second.returncode != 0
+    assert second_status != 0
     assert "refs/heads/main moved to " in second_out and "fetch, then push again" in second_out
     assert server.get("/").text == "v2"
     server.git(other, "pull", "-q", "--rebase", os.path.join(server.home, "app.git"), "main")
@@ -74,15 +73,21 @@ def test_two_apps_deploy_in_parallel(server):
     paused.reached()
     other_repo = server.source_repo("src-other")
     server.commit_app("o1", repo=other_repo)
-    result = server.push(app="other", repo=other_repo)   # app's lock is held meanwhile
+    # with one lock for all apps, this push would wait for app's, then give up
+    result = server.push(app="other", repo=other_repo, extra_env={"DEPLOY_LOCK_TIMEOUT": "5"})
     assert result.returncode == 0, result.stderr
+    assert "waiting for another deploy" not in result.stderr
+    assert paused.running() and os.path.exists(paused.gate)    # app's deploy is still paused
+    assert server.vassal_inis() == [os.path.basename(server.app("other").live_version().vassal_ini)]
     paused.release()
     assert paused.finish()[0] == 0
+    assert server.get("/").text == "v1"
 
 
 # -- a deploy killed at each stage ---------------------------------------------
 
-STAGES = ["checkout", "setup", "probe", "reconfigure", "switch", "watch", "retire", "link", "log"]
+STAGES = ["checkout", "env", "setup", "expand", "probe", "reconfigure", "switch", "watch", "retire", "link",
+          "log"]
 AFTER_SWITCH = {"watch", "retire", "link", "log"}
 
 
@@ -92,7 +97,9 @@ def test_deploy_killed_at_stage_keeps_serving_and_next_deploy_cleans_up(busy_ser
     if stage == "reconfigure":      # a stage of DEPLOY_PROBE_VIA=http only
         server.environ["DEPLOY_PROBE_VIA"] = "http"
     revs = {"v1": server.commit_app("v1", extra={"setup": "#!/bin/sh\n:\n", "uwsgi.ini": BUSY_INI})[:12]}
-    assert server.push().returncode == 0
+    # the world's first version, before any load: its watch would only cost time;
+    # the killed deploy and the one after it run with the default settings
+    assert server.push(extra_env={"DEPLOY_WATCH": "0"}).returncode == 0
     revs["v2"] = server.commit_app("v2", extra={"uwsgi.ini": BUSY_INI})[:12]
     with BusyLoad(server, ["v1", "v2", "v3"]) as load:
         push = server.paused_push(stage)
@@ -125,42 +132,61 @@ def test_deploy_killed_while_setup_runs_leaves_no_setup_behind(server):
     wait_file(marker)
     setup_pid = int(open(marker).read())
     os.kill(int(open(marker + ".hook").read()), signal.SIGKILL)
-    push.communicate(timeout=60)
-    deadline = time.monotonic() + 5
-    while os.path.exists(f"/proc/{setup_pid}") and time.monotonic() < deadline:
-        time.sleep(0.02)
-    state = open(f"/proc/{setup_pid}/stat").read().split(") ")[1][0] if os.path.exists(f"/proc/{setup_pid}") else "gone"
-    assert state in ("gone", "Z"), "setup kept running after its deploy was killed"
+    status, output = push.finish(60)
+    assert status != 0, output
+    wait_until(lambda: process_ended(setup_pid), 5, "setup to end with its deploy")
     assert server.get("/").text == "v1"
 
 
-@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGPIPE])
-def test_client_lost_before_switch_abandons_candidate(server, sig):
+# -- the pusher goes away ------------------------------------------------------------
+
+def client_lost_at(server, point):
+    """v1 live, then v2 pushed, and the pusher goes away while v2's deploy
+    is paused at point; returns (v1, v2) once that deploy has ended."""
     v1 = server.commit_app("v1")[:12]
     assert server.push().returncode == 0
-    server.commit_app("v2")
-    push = server.paused_push("probe")
-    os.kill(push.reached(), sig)
+    v2 = server.commit_app("v2")[:12]
+    push = server.paused_push(point)
+    hook = push.lose_client()
     push.release()
-    status, out = push.finish(60)
-    assert status != 0
-    assert f"interrupted by {sig.name}" in out
-    assert server.get("/").text == "v1"
+    wait_until(lambda: process_ended(hook), 60, "the deploy to end")
+    return v1, v2
+
+
+def test_client_lost_before_switch_abandons_candidate(server):
+    """The pipe to the pusher breaks while the candidate runs: the deploy's
+    next line fails (EPIPE, SIGPIPE), and it is abandoned like any failure."""
+    v1, v2 = client_lost_at(server, "switch")
+    server.wait_emperor_vassals([f"app-{v1}.ini"])
     assert server.vassal_inis() == [f"app-{v1}.ini"]
+    assert os.readlink(server.app("app").live_socket) == f"app-{v1}.socket"
+    assert server.get("/").text == "v1"
+    assert not os.path.exists(server.app("app").version(v2).socket)
+    assert not any(line.startswith(f"app-{v2}") for line in open(server.settings.log_file))
 
 
 def test_client_lost_after_switch_still_finishes(server):
-    server.commit_app("v1")
-    assert server.push().returncode == 0
-    v2 = server.commit_app("v2")[:12]
-    push = server.paused_push("retire")
-    os.kill(push.reached(), signal.SIGHUP)
-    push.release()
-    push.finish(60)
+    """After the switch the new version is live: a pipe that breaks then
+    (every line after it fails) leaves the deploy to finish quietly."""
+    v1, v2 = client_lost_at(server, "retire")
     assert server.get("/").text == "v2"
     assert_clean_layout(server, v2)
     with open(server.settings.log_file) as stream:
         assert stream.read().splitlines()[-1].startswith(f"app-{v2} ")
+
+
+def test_hangup_before_switch_abandons_candidate(server):
+    v1 = server.commit_app("v1")[:12]
+    assert server.push().returncode == 0
+    server.commit_app("v2")
+    push = server.paused_push("probe")
+    os.kill(push.reached(), signal.SIGHUP)
+    push.release()
+    status, out = push.finish(60)
+    assert status != 0
+    assert "probe: interrupted by SIGHUP" in out
+    assert server.get("/").text == "v1"
+    assert server.vassal_inis() == [f"app-{v1}.ini"]
 
 
 # -- the post-switch watch ---------------------------------------------------------
@@ -182,7 +208,8 @@ def application(environ, start_response):
 def test_version_crashing_after_switch_is_rolled_back(server):
     v1 = server.commit_app("v1")[:12]
     assert server.push().returncode == 0
-    base = server.commit_app("v2") and open(os.path.join(server.source_repo(), "app.py")).read()
+    server.commit_app("v2")
+    base = open(os.path.join(server.source_repo(), "app.py")).read()
     v2 = server.commit({"app_base.py": base, "app.py": CRASHING_APP,
                         "uwsgi.ini": "[uwsgi]\nmaster = true\nprocesses = 2\nenable-threads = true\n"
                                      "wsgi-file = app.py\n"})[:12]
@@ -216,7 +243,8 @@ def test_emperor_restart_brings_back_one_vassal_per_app_and_no_candidate(server)
     server.commit_app("v2")
     push = server.paused_push("switch")
     os.kill(push.reached(), signal.SIGKILL)        # leaves the candidate's ini behind
-    push.finish(60)
+    status, output = push.finish(60)
+    assert status != 0, output
     assert len(server.vassal_inis()) == 2
     kind, emperor = next((k, p) for k, p in server.processes if k == "emperor")
     emperor.send_signal(signal.SIGINT)
@@ -225,8 +253,5 @@ def test_emperor_restart_brings_back_one_vassal_per_app_and_no_candidate(server)
     server.start_emperor()
     assert server.vassal_inis() == [f"app-{v1}.ini"]
     server.wait_emperor_vassals([f"app-{v1}.ini"])
-    deadline = time.monotonic() + 15
-    while server.get("/").status_code != 200:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: server.get("/").status_code == 200, 15, "the live version to serve again")
     assert server.get("/").text == "v1"

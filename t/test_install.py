@@ -1,12 +1,16 @@
 """make install / uninstall: installed tools run on their own; uninstall
-removes exactly what install wrote."""
+removes exactly what install wrote. install.sh, run twice for an account;
+the Emperor's systemd unit, and the SIGTERM it stops the Emperor with."""
 import os
 import pwd
 import secrets
+import signal
 import stat
 import subprocess
+import threading
 
-from conftest import ROOT
+from conftest import ROOT, wait_until
+from uwsgi_deploy.stats import read_stats, vassal_state
 
 
 def tree(path):
@@ -91,3 +95,27 @@ def test_emperor_unit_is_valid_and_runs_with_a_private_umask(world):
     result = subprocess.run(["systemd-analyze", "verify", unit], capture_output=True, text=True, timeout=60)
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
     assert "\nUMask=0027\n" in text
+
+
+def test_deploy_emperor_stops_its_vassals_gracefully_on_sigterm(server):
+    """The unit's KillSignal=SIGTERM: deploy-emperor (exec'd into uWSGI's
+    Emperor) stops every vassal gracefully, a request in flight finishing,
+    and exits."""
+    server.commit_app("v1")
+    assert server.push().returncode == 0
+    live = server.app("app").live_version()
+    master = vassal_state(read_stats(server.settings.emperor_stats), os.path.basename(live.vassal_ini))["pid"]
+    workers = [w["pid"] for w in read_stats(live.stats_socket)["workers"]]
+    answer = {}
+    slow = threading.Thread(target=lambda: answer.update(response=server.get("/slow", params="2", timeout=30)))
+    slow.start()
+    wait_until(lambda: any(w["status"] == "busy" for w in (read_stats(live.stats_socket) or {}).get("workers", [])),
+               10, "the slow request to reach a worker")
+    [emperor] = [process for kind, process in server.processes if kind == "emperor"]
+    emperor.send_signal(signal.SIGTERM)
+    assert emperor.wait(30) == 0
+    slow.join(30)
+    assert (answer["response"].status_code, answer["response"].text) == (200, "v1")
+    assert [pid for pid in [master, *workers] if os.path.exists(f"/proc/{pid}")] == []
+    with open(os.path.join(server.settings.log_dir, "emperor.log"), errors="replace") as log:
+        assert "The Emperor is buried." in log.read()

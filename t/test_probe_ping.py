@@ -4,7 +4,7 @@ import os
 import pytest
 
 from conftest import APPS, BIN, run_tool, write
-from uwsgi_deploy.sandbox import free_port
+from sandbox_server import free_port
 
 APP_INI = """[uwsgi]
 plugins = python3

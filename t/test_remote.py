@@ -19,7 +19,7 @@ from load import BUSY_INI, BusyLoad
 from sandbox import (TEST_APP, Sandbox, create_deploy_account, install_toolkit, remove_account,
                      run_checked, start_sshd)
 from uwsgi_deploy.inventory import versions_on_disk
-from uwsgi_deploy.sandbox import wait_until
+from sandbox_server import wait_until
 from uwsgi_deploy.shell_commands import COMMANDS
 
 # an app that refuses to start when its environment says so

@@ -14,6 +14,7 @@ def deploy_account(sandbox):
     """A throw-away account owning the sandbox home, login shell git-shell."""
     account = create_deploy_account(sandbox)
     yield account
+    sandbox.stop()    # the account's processes end before the account goes
     remove_account(account)
 
 

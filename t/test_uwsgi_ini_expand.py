@@ -1,6 +1,5 @@
 """uwsgi-ini-expand: the app's ini read as uWSGI reads it, refusals, the
 deployer's lines, and values round-tripped through a real uWSGI."""
-import json
 import os
 import re
 import subprocess
@@ -10,7 +9,7 @@ import requests
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import APPS, UWSGI, run_tool, uwsgi_reads, write
-from uwsgi_deploy.sandbox import free_port
+from sandbox_server import free_port
 from uwsgi_deploy import DeployError
 from uwsgi_deploy.envfile import EnvEntry
 from uwsgi_deploy.uwsgi_ini import escape_value, expand_ini
@@ -32,7 +31,7 @@ http-socket = 127.0.0.1:1
 # uWSGI applies to ini values, and the ways a dotenv file quotes things.
 CORPUS = [
     "", "plain", "50%", "%", "%%", "%d", "%n%s%x", "50%off", "end%", "%%%",
-    "$(HOME)", "$(NO_SUCH_VAR)", "$$", "$", "a$b", "${HOME}x"[:0] + "$HOME",
+    "$(HOME)", "$(NO_SUCH_VAR)", "$$", "$", "a$b", "$HOME",
     "@(/etc/hostname)", "@", "user@example.com", "@(nonexistent)",
     "%(chdir)", "%(foo)", "%( x )", "%(uwsgi_deploy_dollar)", "%%(foo)",
     "a;b", "#x", ";x", "x ;comment", "x #comment", '"q"', "'q'", "\"'mixed'\"",
@@ -388,4 +387,3 @@ def test_expand_ini_adds_extra_owned_options_escaped(world):
     ini = write(os.path.join(world, "uwsgi.ini"), "[uwsgi]\nmodule = app\n")
     text = expand_ini(ini, [EnvEntry("A", "1", "f", 1)], "/srv/a", extra=[("socket", "/run/a@b.sock")])
     assert text.endswith("env = A=1\nsocket = /run/a%(uwsgi_deploy_at)b.sock\n")
-    assert json  # used by run_app_with_values through requests' json()

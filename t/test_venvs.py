@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import threading
 
 import pytest
 import requests
@@ -17,7 +16,6 @@ import requests
 from conftest import ROOT, write
 from sandbox import Sandbox
 from uwsgi_deploy.probe import free_loopback_port
-from uwsgi_deploy.sandbox import wait_until
 from wheels import build_wheel, local_index_environ
 
 APPS = ["reuse", "chg", "back", "s1", "s2", "kill", "fail", "pipa", "zero"]
@@ -58,7 +56,7 @@ def wheels():
 
 
 @pytest.fixture(scope="module")
-def box(wheels):
+def box(wheels, stop_later):
     """One Emperor and nginx for the module; each test deploys its own apps."""
     box = Sandbox()
     box.environ.update(local_index_environ(wheels))
@@ -69,7 +67,7 @@ def box(wheels):
         box.start_nginx(APPS)
         yield box
     finally:
-        box.stop()
+        stop_later(box)
 
 
 def app_files(requirements, tag="v1", extra=None):
@@ -226,32 +224,15 @@ def test_a_rollback_runs_with_the_old_versions_packages(box):
     assert environment_of(box, "back", rev1) != environment_of(box, "back", rev2)
 
 
-class Collector(threading.Thread):
-    """Reads a push's output as it comes, so a test can wait for a line."""
-
-    def __init__(self, process):
-        super().__init__(daemon=True)
-        self.process, self.lines = process, []
-        self.start()
-
-    def run(self):
-        for line in self.process.stdout:
-            self.lines.append(line)
-
-    def text(self):
-        return "".join(self.lines)
-
-
 def test_two_apps_with_the_same_requirements_build_one_environment_once(box):
     files = app_files("pkg_e==1.0\npkg_a==1.0\n")
     repos = {app: box.source_repo("src-" + app) for app in ("s1", "s2")}
     revs = {app: box.commit(files, repos[app])[:12] for app in repos}
     first = box.paused_push("venv-rename", app="s1", repo=repos["s1"])   # built, not yet in place
     first.reached()
-    second = Collector(box.start_push(app="s2", repo=repos["s2"]))
+    second = box.start_push(app="s2", repo=repos["s2"])
     try:
-        wait_until(lambda: "waiting for another deploy building environment" in second.text(), 60,
-                   "the second push to wait for the first one's build")
+        second.wait_for_output("waiting for another deploy building environment")
         [building] = hidden_builds(box)
         assert building.split("-")[1] not in environments(box)       # not in view until renamed
         lines = tool(box, "deploy-cleanup", "--app", "s1").splitlines()
@@ -260,12 +241,11 @@ def test_two_apps_with_the_same_requirements_build_one_environment_once(box):
         first.release()
     status, first_output = first.finish()
     assert status == 0, first_output
-    second.process.wait(120)
-    second.join(10)
-    assert second.process.returncode == 0, second.text()
+    status, second_output = second.finish()
+    assert status == 0, second_output
     assert "building with uv" in first_output and "Installed 2 packages" in first_output
-    assert "building with" not in second.text() and "Installed" not in second.text()
-    assert "no installer run" in second.text()
+    assert "building with" not in second_output and "Installed" not in second_output
+    assert "no installer run" in second_output
     env = environment_of(box, "s1", revs["s1"])
     assert environment_of(box, "s2", revs["s2"]) == env
     assert os.path.basename(env) in environments(box)

@@ -4,11 +4,11 @@ window, on an app with two processes. A busy version is healthy; a broken
 one is switched back without losing a request that reached it."""
 import os
 import threading
-import time
 
 import pytest
 
 from load import BUSY_INI, SLOW_SECONDS, BusyLoad, LoadLoop
+from uwsgi_deploy import waiting
 
 
 # two workers with one thread each, or with two threads each (then twice the
@@ -103,12 +103,8 @@ def slow_request_once_live(server, rev):
     live_socket = server.app("app").live_socket
 
     def send():
-        deadline = time.monotonic() + 60
-        while os.readlink(live_socket) != f"app-{rev}.socket":
-            if time.monotonic() > deadline:
-                return
-            time.sleep(0.005)
-        answer["response"] = server.get(f"/slow?{SLOW_SECONDS}", timeout=60)
+        if waiting.wait_until(lambda: os.readlink(live_socket) == f"app-{rev}.socket", 60, interval=0.005):
+            answer["response"] = server.get(f"/slow?{SLOW_SECONDS}", timeout=60)
     thread = threading.Thread(target=send, daemon=True)
     thread.start()
     return thread, answer

@@ -4,8 +4,9 @@ import time
 
 import pytest
 
+from conftest import wait_until
 from load import LoadLoop
-from uwsgi_deploy.emperor import read_stats
+from uwsgi_deploy.stats import read_stats
 
 
 @pytest.mark.parametrize("probe_via", ["http", "socket"])
@@ -47,9 +48,7 @@ def test_slow_request_on_old_version_completes(server):
     def v1_busy():
         stats = read_stats(stats_socket) or {}
         return any(w.get("status") == "busy" for w in stats.get("workers", []))
-    while not v1_busy():
-        assert time.monotonic() - started < 10, "the slow request never reached v1"
-        time.sleep(0.01)
+    wait_until(v1_busy, 10, "the slow request to reach v1")
     push.release()                      # let the deploy switch and retire v1
     status, output = push.finish()
     client.join(60)
