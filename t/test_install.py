@@ -26,6 +26,10 @@ def test_installed_tools_run_without_the_checkout_and_uninstall_is_exact(world):
     before = tree(prefix)
     subprocess.run(["make", "-s", "-C", ROOT, "install", f"PREFIX={prefix}"], check=True,
                    capture_output=True)
+    # the product only: no test harness, demo or benchmark
+    assert [path for path in tree(prefix) if "sandbox" in path or "demo" in path or "bench" in path] == []
+    assert sorted(os.listdir(os.path.join(prefix, "share", "uwsgi-deploy"))) == sorted(os.listdir(
+        os.path.join(ROOT, "share")))
     bare = {"PATH": "/usr/bin:/bin", "HOME": prefix}   # no venv, no PYTHONPATH
     for tool in sorted(os.listdir(os.path.join(ROOT, "bin"))):
         installed = os.path.join(prefix, "bin", tool)
@@ -80,8 +84,16 @@ def test_install_sh_makes_the_deploy_home_private_and_never_loosens_it(world):
         assert f"tightened {home} from mode 755 to 750" in output
         expected = {".": (0o750, name), "vassals": (0o750, name), "run": (0o700, name), "log": (0o750, name)}
         assert modes() == expected
-        assert "tightened" not in install()
+        account = pwd.getpwnam(name)
+        assert account.pw_shell.endswith("/git-shell") and f"setting {name}'s login shell" in output
+        commands = os.path.join(home, "git-shell-commands")
+        assert os.readlink(os.path.join(commands, "deploy-status")) == os.path.join(home, "bin", "deploy-status")
+        links = {entry: os.readlink(os.path.join(commands, entry)) for entry in os.listdir(commands)}
+        again = install()
+        assert "tightened" not in again and f"{commands} is up to date" in again
+        assert f"setting {name}'s login shell" not in again
         assert modes() == expected
+        assert {entry: os.readlink(os.path.join(commands, entry)) for entry in os.listdir(commands)} == links
     finally:
         subprocess.run(["userdel", name], capture_output=True)
 
