@@ -1,11 +1,13 @@
 """The pre-receive hook: deploy the deploy branch's new commit (main or
 master unless DEPLOY_BRANCH says otherwise), store other refs and say so for a
-branch that deploys nothing, refuse deleting a deploy branch."""
+branch that deploys nothing, refuse deleting a deploy branch. On a fleet's
+primary (~/APP.inventory exists) the deploy is a fleet deploy (fleet.py)."""
 import os
 
 from . import DeployError
 from .checkout import ZERO_COMMIT, branch_names, deploy_branch_refs, git
-from .layout import app_from_repo_dir
+from .fleet import fleet_deploy, is_fleet
+from .layout import FLEET_REF, app_from_repo_dir
 from .pipeline import Deploy, PushedCommit, Reporter
 from .settings import load
 
@@ -47,6 +49,16 @@ def warn_undeployed_branches(updates, deploy_refs, report):
     return warned
 
 
+def stored_for_fleet(updates, app, report):
+    """A fleet deploy pushes the commit under FLEET_REF first: stored here,
+    deployed by the phases (deploy-version --prepare) the playbook runs next."""
+    stored = [new for _old, new, ref in updates if ref == FLEET_REF and new != ZERO_COMMIT]
+    for commit in stored:
+        report.line(f"-----> stored {commit[:12]} as {FLEET_REF} for a fleet deploy "
+                    f"(deploy-version --prepare {app.name} {commit[:12]} deploys it)")
+    return bool(stored)
+
+
 def ref_value(git_dir, ref):
     return git(git_dir, "for-each-ref", "--format=%(objectname)", ref) or ZERO_COMMIT
 
@@ -81,10 +93,17 @@ def pre_receive(lines, environ, on_stage=None):
     report = Reporter()
     warned = warn_undeployed_branches(updates, deploy_refs, report)
     if update is None:
+        if stored_for_fleet(updates, app, report):
+            return
         if not warned:
             report.line(f"-----> nothing to deploy: {branch_names(deploy_refs)} was not pushed")
         return
     deploy_ref, old, commit = update
+    if is_fleet(app):
+        fleet_deploy(settings, app, git_dir, commit, environ, report,
+                     precondition=ref_unchanged(git_dir, deploy_ref, old),
+                     hold_lock_until=lambda: ref_value(git_dir, deploy_ref) != old)
+        return
     Deploy(settings, app.version(commit), "push", PushedCommit(git_dir, commit), environ, report,
            precondition=ref_unchanged(git_dir, deploy_ref, old),
            hold_lock_until=lambda: ref_value(git_dir, deploy_ref) != old, on_stage=on_stage).run()

@@ -6,8 +6,9 @@ on them."""
 import os
 
 from . import DeployError
+from .candidates import is_prepared
 from .deploylog import read_log
-from .layout import LOG_SUFFIXES, SOCKET_SUFFIXES, VERSION_NAME, App, hidden_work_file_version
+from .layout import LOG_SUFFIXES, PREPARED_SUFFIX, SOCKET_SUFFIXES, VERSION_NAME, App, hidden_work_file_version
 from .lock import holder_of
 
 
@@ -74,6 +75,11 @@ def run_files(app, directory, suffixes):
 def socket_files(app):
     """(path, run) of the sockets and stats sockets of app's runs in ~/run."""
     return run_files(app, app.settings.run_dir, SOCKET_SUFFIXES)
+
+
+def prepared_records(app):
+    """(path, run) of the records of app's prepared candidates in ~/run (candidates.py)."""
+    return run_files(app, app.settings.run_dir, (PREPARED_SUFFIX,))
 
 
 def log_files(app):
@@ -144,9 +150,10 @@ class AppState:
         return version.name in self.logged
 
     def is_failed(self, version):
-        """Checked out but never logged (unless the log was lost), and not
-        the version a running deploy is working on."""
-        return (not self.log_lost and not self.is_logged(version)
+        """Checked out but never logged (unless the log was lost), not the
+        version a running deploy is working on, nor one prepared and waiting
+        for its commit."""
+        return (not self.log_lost and not self.is_logged(version) and not is_prepared(version)
                 and not (self.deploy_running and (self.deploying is None or version == self.deploying)))
 
     def last_deployed(self, version):
@@ -161,6 +168,8 @@ class AppState:
             marks.append("previous")
         if self.deploy_running and version == self.deploying:
             marks.append("deploying")
+        elif is_prepared(version):
+            marks.append("prepared")
         elif self.is_failed(version):
             marks.append("failed")
         return marks

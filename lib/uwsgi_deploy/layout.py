@@ -27,6 +27,11 @@ LOG_BACKUP_SUFFIX = ".1"   # the one older copy of a run's log (uwsgi_ini.log_ca
 # What follows a run's name (APP-<rev>[.N]) in ~/run and ~/log (see Version).
 SOCKET_SUFFIXES = (".socket", ".stats")
 LOG_SUFFIXES = (".log", ".log" + LOG_BACKUP_SUFFIX)
+PREPARED_SUFFIX = ".prepared"   # ~/run/APP-<rev>.prepared: a candidate waiting for its commit
+# Where a fleet deploy pushes the commit on every host: a ref that is not a
+# branch, so the host's hook stores it and deploys nothing.
+FLEET_REF = "refs/fleet/candidate"
+FLEET_INVENTORY_SUFFIX = ".inventory"   # ~/APP.inventory, on a fleet's primary
 # Entries of the deploy home that are not apps: the settings' directories and
 # files under DEPLOY_HOME, what `make install` puts there (Makefile BINDIR,
 # LIBDIR, SHAREDIR), git-shell's command directory and the dependency
@@ -148,6 +153,18 @@ class App:
                 if path and os.path.exists(path)]
 
     @property
+    def fleet_inventory(self):
+        """~/APP.inventory: the Ansible inventory of the app's fleet. On the
+        fleet's primary its presence makes a push deploy to every host."""
+        return os.path.join(self.settings.home, self.name + FLEET_INVENTORY_SUFFIX)
+
+    @property
+    def fleet_lock_file(self):
+        """One fleet deploy of the app at a time (the primary's hook holds it;
+        each host's own deploy lock is taken by the phases there)."""
+        return os.path.join(self.settings.run_dir, self.name + ".fleet.lock")
+
+    @property
     def hidden_work_file(self):
         """What a deploy or cleanup of this app writes under a hidden name:
         .APP-<rev>.tmp-PID (a checkout), .APP-<rev>.tmp-PID.tar (its archive),
@@ -250,6 +267,12 @@ class Version:
     @property
     def log(self):
         return self._path(self.app.settings.log_dir, ".log")
+
+    @property
+    def prepared_file(self):
+        """What `deploy-version --prepare` leaves beside a candidate that runs
+        and waits for its commit: the commit it was built from (phases.py)."""
+        return self._path(self.app.settings.run_dir, PREPARED_SUFFIX)
 
     @property
     def log_backup(self):

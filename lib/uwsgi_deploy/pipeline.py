@@ -4,7 +4,12 @@ whatever it is (a refusal, an OSError, a bug), removes the candidate (it
 never served), leaves the live version serving and is reported as one line
 `stage: reason`. After the switch only the watch can still refuse the push:
 it switches back and lets the new version finish what it accepted; any later
-problem is reported, and the new version stays live."""
+problem is reported, and the new version stays live.
+
+The stages fall in two phases: prepare (checkout .. probe: the candidate runs
+on its own socket and takes no traffic) and commit (switch .. link). A deploy
+runs both under the app's lock; a fleet deploy runs them apart, prepare on
+every host, then commit on every host or abort on every host (phases.py)."""
 import contextlib
 import os
 import signal
@@ -14,6 +19,7 @@ from dataclasses import dataclass
 
 from . import DeployError, FailedWithOutput, error_line
 from .deploylog import append_entry, known_commit
+from .candidates import read_record, write_record
 from .checkout import clean_environ, deploy_dir, export_tree, inside
 from .stats import poke
 from .envfile import check_server_side, read_env_files
@@ -119,15 +125,26 @@ class Deploy:
         self.started = time.monotonic()
         self.switched = self.abandoning = False
 
-    # -- the whole run -------------------------------------------------------
+    # -- the whole run, and its two phases -------------------------------------
+    # A deploy is prepare_candidate (checkout .. probe: the candidate runs on
+    # its own socket, takes no traffic) then commit_candidate (switch .. link).
+    # run() does both under one lock; a fleet deploy runs prepare() on every
+    # host, then commit() on every host or abort() on every host (phases.py).
     def run(self):
         """Deploy; raise DeployError (one line) if the version did not go live."""
+        with self.one_line_failures():
+            return self._run()
+
+    @contextlib.contextmanager
+    def one_line_failures(self):
+        """Signals handled as interrupts (see interruptible), and any exception
+        outside a stage (before checkout, or after the link) as one line."""
         with self.interruptible():
             try:
-                return self._run()
+                yield
             except DeployError:
                 raise
-            except Exception as error:   # outside any stage: before checkout, or after the link
+            except Exception as error:
                 raise StageFailed.of(self.current_stage or "deploy", error) from None
 
     @contextlib.contextmanager
@@ -162,49 +179,143 @@ class Deploy:
             for sig, handler in saved.items():
                 signal.signal(sig, handler)
 
-    def _run(self):
+    def lock(self):
         holder = f"{self.version.name} ({self.how})"
-        with DeployLock(self.app.lock_file, self.settings.lock_timeout, holder, self.report.say) as lock:
-            if self.precondition:
-                self.precondition()
-            previous = self.previous = self.logged_previous = self.app.live_version()
-            if self.restart:
-                self.restart_live(previous)
-            elif previous == self.version and os.path.exists(previous.vassal_ini):
-                self.report.line(f"-----> {self.version.name} is already live")
+        return DeployLock(self.app.lock_file, self.settings.lock_timeout, holder, self.report.say)
+
+    def _run(self):
+        with self.lock() as lock:
+            previous = self.begin()
+            if self.already_live(previous):
                 return previous
-            sweep_app(self.settings, self.app, self.report.say)
-            try:
-                self.checkout()
-                self.find_deploy_files()
-                entries = self.read_env()
-                self.setup(entries)
-                self.expand(entries)
-                self.probe()
-                self.reconfigure()
-                self.switch()   # an exception in it comes before the rename: nothing switched
-            except Exception as error:   # whatever it is, the candidate must go
-                failure = StageFailed.of(self.current_stage or "deploy", error)
-                self.abandoning = True
-                self.abandon_candidate()
-                self.report_failure(failure)
-                self.report_not_deployed(previous)
-                raise failure from None
-            try:
-                self.watch()
-            except Exception as error:
-                failure = StageFailed.of("watch", error)
-                self.switch_back(previous)
-                self.report_failure(failure)
-                self.retire_served(self.version)
-                self.report_not_deployed(previous)
-                raise failure from None
-            self.retire(previous)
-            self.link()
+            self.prepare_candidate(previous)
+            self.commit_candidate(previous)
             if self.hold_lock_until:
                 lock.keep_until(self.hold_lock_until, LOCK_HANDOVER_TIMEOUT)
         self.report.line(self.summary())
         return previous
+
+    def prepare(self):
+        """Phase one alone: the candidate is left running on its socket,
+        untouched by traffic, with its record (candidates.py), when the lock
+        is released. True; False, with nothing prepared, when this version
+        is live already. self.previous is the version live now."""
+        with self.one_line_failures(), self.lock():
+            previous = self.begin()
+            if self.already_live(previous):
+                return False
+            self.prepare_candidate(previous)
+            write_record(self.version, self.source.commit, self.how)
+        self.report.line(f"-----> {self.version.run_name} is prepared: it answers {self.settings.ping_path} on "
+                         f"{self.version.socket} and takes no traffic until its commit "
+                         f"({time.monotonic() - self.started:.1f} s)")
+        return True
+
+    def commit(self):
+        """Phase two alone, for the candidate prepare() left (found again by
+        its record). True once it is live; False when it was live already
+        (nothing done). self.previous is the version it took traffic from."""
+        with self.one_line_failures(), self.lock():
+            previous = self.begin()
+            if self.already_live(previous):
+                return False
+            try:
+                self.check_prepared()
+            except Exception as error:
+                self.refuse(StageFailed.of("commit", error), previous)
+            remove_if_exists(self.version.prepared_file)   # from here on it is this deploy's
+            self.commit_candidate(previous)
+        self.report.line(self.summary())
+        return True
+
+    def check_prepared(self):
+        """The candidate is still there and answers: only what happened since
+        the prepare can fail here (a deploy in between removed it, the
+        Emperor restarted, the app died)."""
+        if read_record(self.version) is None:
+            raise DeployError(f"{self.version.run_name} is not prepared (deploy-version --prepare first; "
+                              "a deploy of the app since then removes it)")
+        if not os.path.exists(self.version.vassal_ini):
+            raise DeployError(f"{self.version.run_name}'s vassal is gone since it was prepared")
+        target = "unix:" + self.version.socket
+        result = wait_for_200(target, self.settings.ping_path, self.settings.probe_timeout,
+                              alive=lambda: died_while_starting(self.settings, self.version, False))
+        if not result.ok:
+            raise DeployError(f"{self.version.run_name} stopped answering since it was prepared "
+                              f"(GET {self.settings.ping_path} on {target}: {result.seen})")
+
+    def abort(self):
+        """Remove the version's candidate, if it has one that is not live.
+        True if there was one."""
+        with self.one_line_failures(), self.lock():
+            live = self.app.live_version()
+            if live is not None and live.run_name == self.version.run_name:
+                self.report.line(f"-----> {self.version.run_name} is live: nothing to abort")
+                return False
+            self.abandoning = True
+            removed = self.abandon_candidate()
+        self.report.line(f"-----> aborted: {self.version.run_name}'s candidate is removed" if removed else
+                         f"-----> {self.version.run_name} has no candidate: nothing to abort")
+        return removed
+
+    def begin(self):
+        """With the lock held: the precondition, then the version live now
+        (the one to come back to)."""
+        if self.precondition:
+            self.precondition()
+        previous = self.previous = self.logged_previous = self.app.live_version()
+        if self.restart:
+            self.restart_live(previous)
+        return previous
+
+    def already_live(self, previous):
+        if not self.restart and previous == self.version and os.path.exists(previous.vassal_ini):
+            self.report.line(f"-----> {self.version.name} is already live")
+            return True
+        return False
+
+    def prepare_candidate(self, previous):
+        """checkout .. probe: what dead deploys left goes first; any failure
+        removes the candidate and leaves the live version serving."""
+        sweep_app(self.settings, self.app, self.report.say)
+        try:
+            self.checkout()
+            self.find_deploy_files()
+            entries = self.read_env()
+            self.setup(entries)
+            self.expand(entries)
+            self.probe()
+            self.reconfigure()
+        except Exception as error:   # whatever it is, the candidate must go
+            self.refuse(StageFailed.of(self.current_stage or "deploy", error), previous)
+
+    def refuse(self, failure, previous):
+        """Before the switch: the candidate goes, the push is refused with
+        failure (a StageFailed)."""
+        self.abandoning = True
+        self.abandon_candidate()
+        self.report_failure(failure)
+        self.report_not_deployed(previous)
+        raise failure from None
+
+    def commit_candidate(self, previous):
+        """switch, watch (a broken version is switched back and the push
+        refused), retire the previous version, link."""
+        try:
+            self.switch()   # an exception in it comes before the rename: nothing switched
+        except Exception as error:
+            self.refuse(StageFailed.of("switch", error), previous)
+        try:
+            self.watch()
+        except Exception as error:
+            failure = StageFailed.of("watch", error)
+            self.switch_back(previous)
+            self.report_failure(failure)
+            self.retire_served(self.version)
+            self.report_not_deployed(previous)
+            raise failure from None
+        self.retire(previous)
+        self.link()
 
     def report_failure(self, failure):
         """The failed stage and why (a StageFailed), with the lines that tell more."""
@@ -371,13 +482,17 @@ class Deploy:
     def abandon_candidate(self):
         """A candidate serves nobody: a short grace, then it is killed (an app
         stuck importing would ignore a graceful stop). Should that fail too,
-        the next deploy's sweep removes it; the first failure is what counts."""
+        the next deploy's sweep removes it; the first failure is what counts.
+        True if it existed."""
+        existed = os.path.exists(self.version.vassal_ini)
         try:
             remove_vassal(self.settings, self.version, self.settings.drain_timeout,
                           kill_after=CANDIDATE_GRACE)
+            remove_if_exists(self.version.prepared_file)
         except Exception as error:
             self.report.warn(f"could not remove {self.version.run_name} now ({error_line(error)}); "
                              "the next deploy will")
+        return existed
 
     # -- the switch and after: the new version is live -----------------------
     def switch(self):

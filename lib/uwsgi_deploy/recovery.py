@@ -1,17 +1,17 @@
 """Cleaning up after a deploy that died (SIGKILL, a lost client, a crash).
 
-A deploy only ever adds: a hidden checkout, a hidden ini, a candidate vassal,
-a temporary symlink. Until the switch none of them is live; after it, the old
-vassal is merely not retired yet. So whatever a dead deploy left, removing
-every vassal that is not live (and the hidden files) restores the layout.
-The next deploy of the app does it under the app's lock, and deploy-emperor
+A deploy only ever adds: a hidden checkout, a hidden ini, a candidate vassal
+(and its record, when it was only prepared), a temporary symlink. Until the
+switch none of them is live; after it, the old vassal is merely not retired
+yet. So whatever a dead deploy left, removing every vassal that is not live
+(and the hidden files) restores the layout. The next deploy of the app does it under the app's lock, and deploy-emperor
 does it for every app before the Emperor starts, so a restarted Emperor never
 resurrects a stale candidate."""
 import os
 import shutil
 
 from . import DeployError
-from .inventory import apps_on_disk, hidden_work_files, socket_files
+from .inventory import apps_on_disk, hidden_work_files, prepared_records, socket_files
 from .layout import App
 from .links import remove_if_exists
 from .lock import DeployLock
@@ -31,7 +31,9 @@ def sweep_app(settings, app, say=None, emperor_running=True):
         if name.endswith(".ini"):
             stale = app.run_from_name(name[:-4])
             if stale and stale.run_name != live_run:
-                say(f"removing {stale.run_name}, left by an interrupted deploy")
+                why = ("prepared and never committed or aborted" if os.path.exists(stale.prepared_file)
+                       else "left by an interrupted deploy")
+                say(f"removing {stale.run_name}, {why}")
                 if emperor_running:
                     wait_drained(stale, settings.drain_timeout)
                     remove_vassal(settings, stale, settings.drain_timeout, kill_after=settings.drain_timeout)
@@ -46,6 +48,10 @@ def sweep_app(settings, app, say=None, emperor_running=True):
     for path, run in socket_files(app):
         # a killed vassal cannot vacuum: its sockets stay behind
         if run.run_name != live_run and not os.path.exists(run.vassal_ini):
+            remove_if_exists(path)
+    for path, run in prepared_records(app):
+        # a prepared candidate's record: its vassal was removed above
+        if run.run_name != live_run:
             remove_if_exists(path)
 
 

@@ -20,8 +20,9 @@ HELP_TOOL = "deploy-commands"   # what `help` runs: prints COMMANDS
 
 # name, usage, what it does: one line each in `help`
 COMMANDS = (
-    ("deploy-status", "[APP] [--json]", "what runs: live version, /ping, versions on disk, last deploys"),
-    ("deploy-version", "--previous APP | APP REV", "deploy a version on disk again: roll back"),
+    ("deploy-status", "[APP] [--json] [--fleet]",
+     "what runs: live version, /ping, versions, deploys; --fleet: on each host"),
+    ("deploy-version", "--previous APP | APP REV", "roll back; --prepare/--commit/--abort: a fleet's phases"),
     ("deploy-logs", "APP [REV] [-n N] [-f]", "the tail of the live (or REV's) uWSGI log; -f follows deploys"),
     ("deploy-config", "APP [set NAME | unset NAME]", "the app's variable names; set reads the value from stdin"),
     ("deploy-cleanup", "[N] [--dry-run] [--app APP]", "remove all but the N latest versions of each app"),

@@ -1,0 +1,74 @@
+"""Prepared candidates: versions that `deploy-version --prepare` left running
+on their own socket, untouched by traffic, waiting for a commit or an abort.
+
+Each has a record, ~/run/APP-<rev>.prepared, beside its vassal: the commit it
+was built from and how it is deployed, so that the commit, run later by
+another process, finds it again by app and rev and logs it as a push would.
+The record is written and removed with the app's deploy lock held; the next
+deploy's recovery removes a candidate (and its record) that nobody committed
+or aborted, like anything else that is not live."""
+import json
+import os
+import time
+from dataclasses import dataclass
+
+from . import DeployError
+from .layout import PREPARED_SUFFIX, REV_LENGTH
+
+
+@dataclass(frozen=True)
+class Prepared:
+    version: object     # layout.Version
+    commit: str         # the full commit the candidate was checked out from
+    how: str            # what deploy.log will say deployed it (via=)
+    since: float        # time.time() when it was prepared
+
+    @property
+    def age(self):
+        return max(0.0, time.time() - self.since)
+
+
+def write_record(version, commit, how):
+    """Record version as prepared (mode 0600, like everything in run/)."""
+    fd = os.open(version.prepared_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as stream:
+        json.dump({"commit": commit, "how": how, "since": time.time()}, stream)
+        stream.write("\n")
+
+
+def read_record(version):
+    """The Prepared record of version, or None (none, or not readable: a
+    record half written by a killed prepare is no record)."""
+    try:
+        with open(version.prepared_file) as stream:
+            fields = json.load(stream)
+        return Prepared(version, str(fields["commit"]), str(fields["how"]), float(fields["since"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def prepared_versions(app):
+    """Versions of app with a prepared record, by rev."""
+    run_dir = app.settings.run_dir
+    found = []
+    for name in sorted(os.listdir(run_dir)) if os.path.isdir(run_dir) else []:
+        if name.endswith(PREPARED_SUFFIX):
+            version = app.version_from_name(name[:-len(PREPARED_SUFFIX)])
+            if version is not None:
+                found.append(version)
+    return found
+
+
+def is_prepared(version):
+    """A record and a vassal: a candidate that still waits for its commit."""
+    return os.path.exists(version.prepared_file) and os.path.exists(version.vassal_ini)
+
+
+def find_prepared(app, rev):
+    """The prepared version of app whose rev starts with rev (a prefix, or a
+    whole commit), or None."""
+    key = rev.lower()[:REV_LENGTH]
+    matches = [v for v in prepared_versions(app) if v.rev.startswith(key)]
+    if len(matches) > 1:
+        raise DeployError(f"{rev!r} is ambiguous: " + ", ".join(v.name for v in matches) + " are prepared")
+    return matches[0] if matches else None
