@@ -8,10 +8,10 @@ usage() {
     cat <<USAGE
 usage: ./install.sh [--user NAME]
 
-As root: install git, uWSGI (python3 plugin), nginx, sshd and python3-venv,
-build the toolkit's Python environment, and install the tools into the home
-of the deploy account NAME (default www-data), with its vassals/, run/ and
-log/ directories and ~/git-shell-commands (the operator commands it runs over
+As root: install git, uWSGI (python3 plugin), nginx, sshd, python3-venv and
+ansible-core 2.14 (pinned: Ansible drives fleets), build the toolkit's Python
+environment, and install the tools into the home of the deploy account NAME
+(default www-data), with its vassals/, run/ and log/ directories and ~/git-shell-commands (the operator commands it runs over
 ssh). As another user: install the tools into \$HOME only. Either way the
 home and those directories are made private: mode 0750, or tighter if they
 already were.
@@ -49,6 +49,7 @@ private_dir() {
 }
 
 PACKAGES="git make uwsgi-core uwsgi-plugin-python3 nginx-light openssh-server python3-venv wrk"
+ANSIBLE_SERIES=2.14   # ansible-core, Debian 12's: for fleets
 
 if [ "$(id -u)" -ne 0 ]; then
     say "not root: skipping system packages ($PACKAGES) and the deploy account"
@@ -70,6 +71,27 @@ if [ -n "$missing" ]; then
 else
     say "system packages already installed"
 fi
+
+# A fleet (share/fleet) is driven by Ansible: Debian's ansible-core, which runs
+# on the system Python like the toolkit, pinned to the 2.14 series the
+# playbooks are written and tested for, without the community collections
+# (the playbooks use ansible.builtin only).
+ansible_pin=/etc/apt/preferences.d/uwsgi-deploy-ansible-core
+printf 'Package: ansible-core\nPin: version %s\nPin-Priority: 1001\n' "$ANSIBLE_SERIES.*" > "$ansible_pin.tmp.$$"
+if ! cmp -s "$ansible_pin.tmp.$$" "$ansible_pin" 2>/dev/null; then
+    mv "$ansible_pin.tmp.$$" "$ansible_pin"
+    say "pinned ansible-core to $ANSIBLE_SERIES.* ($ansible_pin)"
+else
+    rm -f "$ansible_pin.tmp.$$"
+fi
+if ! dpkg-query -W -f '${Status} ${Version}' ansible-core 2>/dev/null | grep -q "ok installed $ANSIBLE_SERIES\."; then
+    say "installing ansible-core $ANSIBLE_SERIES (for fleets)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ansible-core
+fi
+ansible-playbook --version | head -n 1 | grep -q "core $ANSIBLE_SERIES\." || {
+    echo "install.sh: ansible-playbook is not ansible-core $ANSIBLE_SERIES: $(ansible-playbook --version | head -n 1)" >&2
+    exit 1; }
 
 entry=$(getent passwd "$deploy_user") || {
     echo "install.sh: no account '$deploy_user' (create it, or pass --user NAME)" >&2; exit 1; }

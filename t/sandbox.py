@@ -261,9 +261,12 @@ def install_toolkit(box, account):
     return os.path.join(box.home, "bin")
 
 
-def start_sshd(box, account):
+def start_sshd(box, account, admin_key=None):
     """sshd on 127.0.0.1:PORT accepting a generated key for account; returns
-    the ssh command line that uses that key (for GIT_SSH_COMMAND)."""
+    the ssh command line that uses that key (for GIT_SSH_COMMAND). With
+    admin_key (a public key line), root may log in with it too, as an
+    administrator reaches a host: the key is in this sshd's own file, never
+    in /root/.ssh (StrictModes is off: that file lives under /tmp)."""
     keys = os.path.join(box.root, "keys")
     os.makedirs(keys)
     run_checked("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", os.path.join(keys, "host"))
@@ -274,6 +277,11 @@ def start_sshd(box, account):
     for path in (ssh_dir, os.path.join(ssh_dir, "authorized_keys")):
         shutil.chown(path, account.pw_uid, account.pw_gid)
     port = base.free_port()
+    admin = ""
+    if admin_key:
+        write(os.path.join(keys, "authorized_keys.root"), admin_key.strip() + "\n", 0o600)
+        admin = (f"PermitRootLogin prohibit-password\nStrictModes no\n"
+                 f"AuthorizedKeysFile .ssh/authorized_keys {keys}/authorized_keys.%u\n")
     config = write(os.path.join(keys, "sshd_config"), f"""
 ListenAddress 127.0.0.1
 Port {port}
@@ -283,8 +291,9 @@ AuthenticationMethods publickey
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
-AllowUsers {account.pw_name}
-""")
+Subsystem sftp /usr/lib/openssh/sftp-server
+AllowUsers {account.pw_name}{" root" if admin_key else ""}
+{admin}""")
     os.makedirs("/run/sshd", exist_ok=True)   # privilege separation directory
     with open(os.path.join(keys, "sshd.log"), "w") as log:
         process = box._start("sshd", ["/usr/sbin/sshd", "-D", "-e", "-f", config], stderr=log)
@@ -294,5 +303,6 @@ AllowUsers {account.pw_name}
         with socket.socket() as sock:
             return sock.connect_ex(("127.0.0.1", port)) == 0
     base.wait_until(listening, 10, "sshd")
+    box.ssh_port = port
     return (f"ssh -p {port} -i {keys}/client -o IdentitiesOnly=yes -o BatchMode=yes "
             f"-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR")

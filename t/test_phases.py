@@ -14,7 +14,7 @@ def store(server, version, extra=None):
     commit = server.commit_app(version, extra=extra)
     result = server.push(refspec="main:refs/fleet/candidate")
     assert result.returncode == 0, result.stderr
-    assert f"stored {commit[:12]} as refs/fleet/candidate for a fleet deploy" in result.stderr
+    assert f"stored {commit[:12]} for a fleet deploy (refs/fleet/candidate" in result.stderr
     return commit
 
 

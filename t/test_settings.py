@@ -50,6 +50,8 @@ def test_tilde_means_this_environments_home():
     ("DEPLOY_PING_PATH=ping\n", "DEPLOY_PING_PATH must start with '/'"),
     ("DEPLOY_PROBE_VIA=tcp\n", "DEPLOY_PROBE_VIA must be one of http, socket, not 'tcp'"),
     ("what is this\n", "deploy.conf:1: cannot parse this line"),
+    ("DEPLOY_FLEET_BATCH=0\n", "DEPLOY_FLEET_BATCH must be a number of hosts or a percentage"),
+    ("DEPLOY_FLEET_BATCH=half\n", "DEPLOY_FLEET_BATCH must be a number of hosts or a percentage"),
 ])
 def test_bad_config_is_an_error_naming_file(world, text, message):
     write(os.path.join(world, "deploy.conf"), text)

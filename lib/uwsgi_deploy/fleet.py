@@ -201,9 +201,11 @@ def fleet_deploy(settings, app, git_dir, commit, environ, report, precondition=N
             if line.startswith(WARN):
                 failures.append(line[len(WARN):].strip())
         repo = os.path.abspath(git_dir)
-        code = run_playbook("deploy.yml", app.fleet_inventory,
-                            {"app": app.name, "commit": commit, "source_repo": repo},
-                            playbook_environ(environ, repo), relay, settings.home)
+        extra = {"app": app.name, "commit": commit, "source_repo": repo}
+        if settings.fleet_batch:
+            extra["commit_batch"] = settings.fleet_batch
+        code = run_playbook("deploy.yml", app.fleet_inventory, extra, playbook_environ(environ, repo),
+                            relay, settings.home)
         report.line("-----> What every host serves now")
         try:
             status = collect_status(app, environ, settings.home)

@@ -54,8 +54,8 @@ def stored_for_fleet(updates, app, report):
     deployed by the phases (deploy-version --prepare) the playbook runs next."""
     stored = [new for _old, new, ref in updates if ref == FLEET_REF and new != ZERO_COMMIT]
     for commit in stored:
-        report.line(f"-----> stored {commit[:12]} as {FLEET_REF} for a fleet deploy "
-                    f"(deploy-version --prepare {app.name} {commit[:12]} deploys it)")
+        report.line(f"-----> stored {commit[:12]} for a fleet deploy ({FLEET_REF}; "
+                    f"deploy-version --prepare {app.name} {commit[:12]} deploys it)")
     return bool(stored)
 
 

@@ -8,6 +8,7 @@ is unset. Paths default to places under DEPLOY_HOME, so moving the deploy
 root moves everything with it.
 """
 import os
+import re
 from dataclasses import dataclass
 
 from . import DeployError
@@ -55,12 +56,16 @@ SETTINGS = (
     Setting("keep", "4", int, "versions deploy-cleanup keeps by default"),
     Setting("push_max_mb", "500", int,
             "largest push git accepts, in MiB (receive.maxInputSize, set by deploy-init; 0: no limit)"),
+    Setting("fleet_batch", "", str,
+            "on a fleet's primary: hosts committed at a time, a number or a percentage (empty: all at once)"),
     Setting("vassal_log_max_mb", "20", int,
             "a version's uWSGI log is kept under this size in MiB: a bigger one becomes the one old copy"
             " (0: no cap)"),
 )
 BY_VARIABLE = {s.variable: s for s in SETTINGS}
-NOT_PATHS = {s.name for s in SETTINGS if s.kind is not str} | {"branch", "ping_path", "probe_via", "venv_installer"}
+NOT_PATHS = {s.name for s in SETTINGS if s.kind is not str} | {"branch", "ping_path", "probe_via", "venv_installer",
+                                                               "fleet_batch"}
+FLEET_BATCH = re.compile(r"([1-9][0-9]*%?)?\Z")
 CHOICES = {"probe_via": ("http", "socket"), "venv_installer": ("uv", "pip")}
 
 
@@ -132,6 +137,9 @@ def load(environ=None):
         if values[name] not in allowed:
             raise DeployError(f"{sources[name]}: DEPLOY_{name.upper()} must be one of "
                               f"{', '.join(allowed)}, not {values[name]!r}")
+    if not FLEET_BATCH.match(values["fleet_batch"]):
+        raise DeployError(f"{sources['fleet_batch']}: DEPLOY_FLEET_BATCH must be a number of hosts or a "
+                          f"percentage (like 1 or 25%), not {values['fleet_batch']!r}")
     if not values["ping_path"].startswith("/"):
         raise DeployError(f"{sources['ping_path']}: DEPLOY_PING_PATH must start with '/'")
     return Settings(values, sources)

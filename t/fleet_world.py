@@ -1,0 +1,278 @@
+"""A fleet on one machine, for the fleet tests, `make fleet-demo` and
+bench/fleet: N deploy accounts stand in for N hosts. Each has its own home,
+sshd (its own port and host key), Emperor (running as the account), nginx on
+its own port, and login shell git-shell; an administrator key reaches each
+as root, as an admin reaches a real host. The toolkit is installed on every
+"host" by share/fleet/install.yml over that ssh (it runs install.sh there),
+which also makes host 1 the primary: its deploy account gets the fleet key,
+every host's known_hosts entry, and the inventory as ~/APP.inventory. The
+developer pushes to host 1 with a key of their own, as in production.
+
+Needs root (accounts, sshd). Everything it starts is stopped by PID."""
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+from conftest import ROOT, write
+from sandbox import TEST_INI, create_deploy_account, remove_account, start_sshd
+from uwsgi_deploy import sandbox as base
+from uwsgi_deploy.emperor import read_stats
+from uwsgi_deploy.layout import App
+
+APP = "app"
+# The test app, with two faults a commit can switch on for one host (named in
+# the commit's environment.sh; each host's ~/environment.sh says its name):
+# BREAK_SETUP_ON=hN makes setup fail there; CRASH_ON=hN makes the version's
+# workers die once it is live there (from its third /ping on: the probe and
+# the commit's check come first, then the watch's).
+FLEET_APP = '''import os, time
+
+VERSION = "{version}"
+HERE = os.path.dirname(os.path.abspath(__file__))
+CRASHES = bool(os.environ.get("CRASH_ON")) and os.environ.get("CRASH_ON") == os.environ.get("HOST_NAME")
+
+
+def pings():
+    fd = os.open(os.path.join(HERE, "pings"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, b".")
+        return os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+
+
+def application(environ, start_response):
+    path = environ.get("PATH_INFO", "/")
+    if path == "/ping":
+        if CRASHES and pings() > 2:
+            os._exit(1)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"pong"]
+    if path == "/slow":
+        time.sleep(float(environ.get("QUERY_STRING") or 2))
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [VERSION.encode()]
+'''
+FLEET_SETUP = """#!/bin/sh
+if [ -n "$BREAK_SETUP_ON" ] && [ "$BREAK_SETUP_ON" = "$HOST_NAME" ]; then
+    echo "setup breaks on $HOST_NAME, as this commit asks" >&2
+    exit 3
+fi
+echo "setup ran on $HOST_NAME"
+"""
+PLAYBOOK = os.path.join(ROOT, "share", "fleet")
+
+
+def run(argv, **kwargs):
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=kwargs.pop("timeout", 600), **kwargs)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {result.returncode}:\n{result.stdout}{result.stderr}")
+    return result
+
+
+class Host:
+    def __init__(self, name, box, account, ssh):
+        self.name, self.box, self.account, self.ssh_command = name, box, account, ssh
+        self.user, self.home = account.pw_name, box.home
+
+    @property
+    def app(self):
+        return App(self.box.settings, APP)
+
+    @property
+    def bin_dir(self):
+        return os.path.join(self.home, "bin")
+
+    @property
+    def url(self):
+        return self.box.url("/")
+
+    def live(self):
+        version = self.app.live_version()
+        return version.run_name if version else None
+
+    def vassals(self):
+        """The app's vassal inis, and what the Emperor runs of it."""
+        stats = read_stats(self.box.settings.emperor_stats) or {}
+        running = sorted(v["id"] for v in stats.get("vassals", []) if v["id"].startswith(APP + "-"))
+        inis = sorted(n for n in os.listdir(self.box.settings.vassals_dir) if n.startswith(APP + "-"))
+        return inis, running
+
+    def prepared_records(self):
+        return sorted(n for n in os.listdir(self.box.settings.run_dir) if n.endswith(".prepared"))
+
+    def ssh(self, command, key_command=None, timeout=300):
+        """`ssh ACCOUNT@127.0.0.1 COMMAND` with the developer's key (host 1)."""
+        argv = (key_command or self.ssh_command).split() + [f"{self.user}@127.0.0.1", command]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+class FleetWorld:
+    """Build with build(); stop() ends every process it started and removes
+    the accounts and the directory."""
+
+    def __init__(self, size=3, detach=False, say=None):
+        self.size, self.detach = size, detach
+        self.say = say or (lambda text: None)
+        self.root = tempfile.mkdtemp(prefix="udf-", dir="/tmp")
+        os.chmod(self.root, 0o755)        # the accounts reach their homes through it
+        self.hosts = []
+        self.admin = os.path.join(self.root, "admin")
+        self.source = os.path.join(self.root, "src")
+
+    @property
+    def primary(self):
+        return self.hosts[0]
+
+    @property
+    def inventory(self):
+        return os.path.join(self.root, "fleet.ini")
+
+    # -- building it ----------------------------------------------------------------
+    def build(self):
+        try:
+            return self._build()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _build(self):
+        os.makedirs(self.admin, mode=0o700)
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "fleet admin", "-f",
+             os.path.join(self.admin, "key")])
+        with open(os.path.join(self.admin, "key.pub")) as stream:
+            admin_key = stream.read()
+        for number in range(1, self.size + 1):
+            box = base.Sandbox(os.path.join(self.root, f"h{number}"), detach=self.detach)
+            account = create_deploy_account(box)
+            self.hosts.append(Host(f"h{number}", box, account, start_sshd(box, account, admin_key)))
+        self.write_inventory()
+        self.say(f"installing the toolkit on {', '.join(h.name for h in self.hosts)} "
+                 "(share/fleet/install.yml, as root over ssh)")
+        self.install()
+        for host in self.hosts:
+            write(os.path.join(host.home, "environment.sh"), f"HOST_NAME={host.name}\n", 0o600)
+            shutil.chown(os.path.join(host.home, "environment.sh"), host.user, host.user)
+            host.box.start_emperor(bin_dir=host.bin_dir, user=host.user)
+            host.box.start_nginx([APP])
+        self.say("every host runs its Emperor and nginx: "
+                 + ", ".join(f"{h.name} on port {h.box.nginx_port}" for h in self.hosts))
+        return self
+
+    def write_inventory(self, commit_batch=None):
+        lines = ["[fleet]"]
+        for host in self.hosts:
+            lines.append(f"{host.name} ansible_host=127.0.0.1 ansible_port={host.box.ssh_port} "
+                         f"deploy_user={host.user} toolkit_dir={host.box.root}/toolkit")
+        lines += ["", "[primary]", self.primary.name, "", "[fleet:vars]", "ansible_user=root",
+                  f"ansible_ssh_private_key_file={self.admin}/key", "ansible_python_interpreter=/usr/bin/python3"]
+        if commit_batch is not None:
+            lines.append(f"commit_batch={commit_batch}")
+        write(self.inventory, "\n".join(lines) + "\n")
+
+    def admin_environ(self):
+        """The administrator's Ansible: its own home and temporary files, and
+        ssh that records no host key in root's known_hosts."""
+        environ = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "DEPLOY_", "GIT_"))}
+        environ.update(ANSIBLE_CONFIG=os.path.join(PLAYBOOK, "ansible.cfg"),
+                       ANSIBLE_HOME=os.path.join(self.admin, "ansible"),
+                       ANSIBLE_LOCAL_TEMP=os.path.join(self.admin, "tmp"),
+                       ANSIBLE_REMOTE_TEMP=os.path.join(self.admin, "remote-tmp"),
+                       ANSIBLE_SSH_ARGS="-o ControlMaster=no -o StrictHostKeyChecking=no "
+                                        "-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
+                       TMPDIR=self.admin)
+        return environ
+
+    def install(self):
+        result = subprocess.run(["ansible-playbook", "-i", self.inventory, os.path.join(PLAYBOOK, "install.yml"),
+                                 "-e", '{"apps": ["%s"]}' % APP], capture_output=True, text=True, timeout=900,
+                                env=self.admin_environ(), stdin=subprocess.DEVNULL)
+        self.install_output = result.stdout + result.stderr
+        if result.returncode != 0:
+            raise RuntimeError(f"install.yml failed:\n{self.install_output}")
+
+    def set_commit_batch(self, batch):
+        """commit_batch in the primary's copy of the inventory."""
+        self.write_inventory(batch)
+        shutil.copy(self.inventory, self.primary.app.fleet_inventory)
+        shutil.chown(self.primary.app.fleet_inventory, self.primary.user, self.primary.user)
+
+    # -- the developer's side -----------------------------------------------------------
+    def git(self, *args, check=True, env=None):
+        environ = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "DEPLOY_"))}
+        result = subprocess.run(["git", "-C", self.source, "-c", "user.name=dev", "-c", "user.email=dev@localhost",
+                                 *args], capture_output=True, text=True, timeout=900,
+                                env=dict(environ, **(env or {})), stdin=subprocess.DEVNULL)
+        if check and result.returncode != 0:
+            raise RuntimeError(f"git {args[0]}: {result.stderr}")
+        return result
+
+    def commit(self, version, environment=""):
+        """A commit of the fleet app saying `version`, with the commit's own
+        environment.sh (BREAK_SETUP_ON=hN, CRASH_ON=hN); returns the commit."""
+        if not os.path.isdir(self.source):
+            subprocess.run(["git", "init", "-q", "-b", "main", self.source], check=True)
+        write(os.path.join(self.source, "app.py"), FLEET_APP.format(version=version))
+        write(os.path.join(self.source, "uwsgi.ini"), TEST_INI)
+        write(os.path.join(self.source, "setup"), FLEET_SETUP, 0o755)
+        write(os.path.join(self.source, "environment.sh"), environment)
+        self.git("add", "-A")
+        self.git("commit", "-q", "--allow-empty", "-m", f"version {version}")
+        return self.git("rev-parse", "HEAD").stdout.strip()
+
+    def push(self):
+        """git push to the primary, as the developer; the CompletedProcess."""
+        return self.git("push", "--force", f"{self.primary.user}@127.0.0.1:{APP}.git", "main",
+                        check=False, env={"GIT_SSH_COMMAND": self.primary.ssh_command})
+
+    def lives(self):
+        return {host.name: host.live() for host in self.hosts}
+
+    # -- ending it -------------------------------------------------------------------------
+    def stop(self):
+        for host in self.hosts:
+            host.box.stop(remove=False)
+        for host in self.hosts:
+            stop_account_processes(host.account.pw_uid)
+            remove_account(host.account)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def account_pids(uid):
+    pids = []
+    for pid in [int(p) for p in os.listdir("/proc") if p.isdigit()]:
+        try:
+            if os.stat(f"/proc/{pid}").st_uid == uid:
+                pids.append(pid)
+        except OSError:
+            continue
+    return pids
+
+
+def stop_account_processes(uid, timeout=10):
+    """What still runs as a throw-away account once its servers are stopped:
+    the ssh connections its Ansible kept open for reuse (ControlPersist), a
+    lock keeper. All were started by this world; each is ended by its PID."""
+    for signal_number in (signal.SIGTERM, signal.SIGKILL):
+        for pid in account_pids(uid):
+            try:
+                os.kill(pid, signal_number)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + timeout
+        while account_pids(uid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not account_pids(uid):
+            return
+
+
+def account_exists(name):
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False
