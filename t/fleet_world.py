@@ -105,9 +105,9 @@ class Host:
     def prepared_records(self):
         return sorted(n for n in os.listdir(self.box.settings.run_dir) if n.endswith(".prepared"))
 
-    def ssh(self, command, key_command=None, timeout=300):
-        """`ssh ACCOUNT@127.0.0.1 COMMAND` with the developer's key (host 1)."""
-        argv = (key_command or self.ssh_command).split() + [f"{self.user}@127.0.0.1", command]
+    def ssh(self, command, timeout=300):
+        """`ssh ACCOUNT@127.0.0.1 COMMAND` with the developer's key."""
+        argv = self.ssh_command.split() + [f"{self.user}@127.0.0.1", command]
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
@@ -163,15 +163,13 @@ class FleetWorld:
                  + ", ".join(f"{h.name} on port {h.box.nginx_port}" for h in self.hosts))
         return self
 
-    def write_inventory(self, commit_batch=None):
+    def write_inventory(self):
         lines = ["[fleet]"]
         for host in self.hosts:
             lines.append(f"{host.name} ansible_host=127.0.0.1 ansible_port={host.box.ssh_port} "
                          f"deploy_user={host.user} toolkit_dir={host.box.root}/toolkit")
         lines += ["", "[primary]", self.primary.name, "", "[fleet:vars]", "ansible_user=root",
                   f"ansible_ssh_private_key_file={self.admin}/key", "ansible_python_interpreter=/usr/bin/python3"]
-        if commit_batch is not None:
-            lines.append(f"commit_batch={commit_batch}")
         write(self.inventory, "\n".join(lines) + "\n")
 
     def admin_environ(self):
@@ -195,11 +193,14 @@ class FleetWorld:
         if result.returncode != 0:
             raise RuntimeError(f"install.yml failed:\n{self.install_output}")
 
-    def set_commit_batch(self, batch):
-        """commit_batch in the primary's copy of the inventory."""
-        self.write_inventory(batch)
-        shutil.copy(self.inventory, self.primary.app.fleet_inventory)
-        shutil.chown(self.primary.app.fleet_inventory, self.primary.user, self.primary.user)
+    def set_setting(self, name, value):
+        """A line in the primary's ~/deploy.conf (None: no deploy.conf)."""
+        path = os.path.join(self.primary.home, "deploy.conf")
+        if value is None:
+            os.unlink(path)
+            return
+        write(path, f"{name}={value}\n", 0o600)
+        shutil.chown(path, self.primary.user, self.primary.user)
 
     # -- the developer's side -----------------------------------------------------------
     def git(self, *args, check=True, env=None):
@@ -224,10 +225,12 @@ class FleetWorld:
         self.git("commit", "-q", "--allow-empty", "-m", f"version {version}")
         return self.git("rev-parse", "HEAD").stdout.strip()
 
-    def push(self):
-        """git push to the primary, as the developer; the CompletedProcess."""
-        return self.git("push", "--force", f"{self.primary.user}@127.0.0.1:{APP}.git", "main",
-                        check=False, env={"GIT_SSH_COMMAND": self.primary.ssh_command})
+    def push(self, host=None):
+        """git push to the primary (or to host), as the developer; the
+        CompletedProcess."""
+        host = host or self.primary
+        return self.git("push", "--force", f"{host.user}@127.0.0.1:{APP}.git", "main",
+                        check=False, env={"GIT_SSH_COMMAND": host.ssh_command})
 
     def lives(self):
         return {host.name: host.live() for host in self.hosts}

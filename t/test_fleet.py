@@ -1,0 +1,291 @@
+"""A fleet of three hosts, all or nothing: three deploy accounts on this
+machine, each with its own home, sshd (port and host key), Emperor, nginx
+and login shell git-shell, the toolkit installed on each by
+share/fleet/install.yml over real ssh, host 1 the primary. A developer's
+`git push` to host 1 runs the fleet deploy through Ansible; every setting is
+the default (the watch is the default 3 s).
+
+One such world serves the whole file (it takes about a minute to build);
+each test first brings the fleet to the state it starts from."""
+import json
+import os
+import subprocess
+import time
+
+import pytest
+import requests
+
+from fleet_world import APP, FleetWorld
+from load import LoadLoop, SlowRequests
+from uwsgi_deploy.sandbox import wait_until
+
+WORKERS = 4   # processes in the fleet app's uwsgi.ini
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    world = FleetWorld().build()
+    try:
+        yield world
+    finally:
+        world.stop()
+
+
+class FleetLoad:
+    """On every host's nginx: a fast request loop, and slow requests that fill
+    every worker at times; each counts what its clients saw."""
+
+    def __init__(self, fleet, order):
+        """order: the versions' texts, oldest first (LoadLoop counts a client
+        that goes back to an older one)."""
+        self.fleet = fleet
+        self.fast = {h.name: LoadLoop(h.url, order, clients=2, max_seconds=300, max_requests=200000)
+                     for h in fleet.hosts}
+        self.slow = {h.name: SlowRequests(h.box.url("/slow?2"), interval=3, burst=WORKERS, max_requests=120)
+                     for h in fleet.hosts}
+
+    def __enter__(self):
+        for part in [*self.fast.values(), *self.slow.values()]:
+            part.__enter__()
+        for loop in self.fast.values():
+            loop.wait_for(50)
+        return self
+
+    def __exit__(self, *exc):
+        for part in [*self.slow.values(), *self.fast.values()]:
+            part.__exit__(*exc)
+
+    def report(self):
+        """What the clients saw, per host: printed for the test's log."""
+        lines = []
+        for name in self.fast:
+            lines.append(f"{name}: {self.fast[name].summary()}; {self.slow[name].summary()}")
+        print("\n".join(lines))
+        return lines
+
+    def failed(self):
+        """{host: (fast errors and non-200s, slow errors and non-200s)} where any."""
+        failed = {}
+        for name in self.fast:
+            bad = [(dict(p.errors), {s: n for s, n in p.statuses.items() if s != 200})
+                   for p in (self.fast[name], self.slow[name])]
+            if any(errors or statuses for errors, statuses in bad):
+                failed[name] = bad
+        return failed
+
+
+def live_everywhere(fleet, version):
+    """Make every host serve a version saying `version` (a fleet push); its rev."""
+    commit = fleet.commit(version)
+    result = fleet.push()
+    assert result.returncode == 0, result.stderr
+    return commit[:12]
+
+
+def same_version_everywhere(fleet):
+    """The rev every host serves, after a fleet push if they disagree."""
+    lives = set(fleet.lives().values())
+    if len(lives) == 1 and None not in lives:
+        return lives.pop().split("-")[-1].split(".")[0]
+    return live_everywhere(fleet, "fleet-base")
+
+
+def _get(host):
+    return requests.get(host.url, timeout=10).text
+
+
+def assert_no_candidate_anywhere(fleet, live_rev):
+    """Every host: only its live vassal, in its vassals directory and in its
+    Emperor, and no prepared record."""
+    for host in fleet.hosts:
+        assert host.prepared_records() == [], host.name
+        wanted = [f"{APP}-{live_rev}.ini"]
+        wait_until(lambda: host.vassals() == (wanted, wanted), 60,
+                   f"{host.name} to run only {wanted} (has {host.vassals()})")
+
+
+def pusher_lines(result):
+    return [line.removeprefix("remote: ").rstrip() for line in result.stderr.splitlines()]
+
+
+def refs(host, pattern):
+    result = subprocess.run(["git", "--git-dir", host.app.repo, "for-each-ref", "--format=%(refname) %(objectname)",
+                             pattern], capture_output=True, text=True, check=True)
+    return dict(line.split() for line in result.stdout.splitlines())
+
+
+# -- installed by the playbook ------------------------------------------------------
+def test_install_playbook_made_every_host_ready_and_the_primary_its_controller(fleet):
+    primary = fleet.primary
+    with open(os.path.join(primary.home, ".ssh", "uwsgi-deploy-fleet.pub")) as stream:
+        fleet_key = stream.read().strip()
+    for host in fleet.hosts:
+        for tool in ("deploy-version", "deploy-status", "pre-receive"):
+            assert os.access(os.path.join(host.bin_dir, tool), os.X_OK)
+        assert os.path.islink(os.path.join(host.app.repo, "hooks", "pre-receive"))
+        with open(os.path.join(host.home, ".ssh", "authorized_keys")) as stream:
+            assert f"restrict {fleet_key}\n" in stream.read()
+        # the fleet key gets git-shell's commands and nothing else
+        argv = ["ssh", "-p", str(host.box.ssh_port), "-i", os.path.join(primary.home, ".ssh", "uwsgi-deploy-fleet"),
+                "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+                "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", f"{host.user}@127.0.0.1", "id"]
+        shell = subprocess.run(argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert shell.returncode == 128 and "unrecognized command" in shell.stderr and "uid=" not in shell.stdout
+    with open(os.path.join(primary.home, ".ssh", "known_hosts")) as stream:
+        known = stream.read()
+    assert all(f"[127.0.0.1]:{h.box.ssh_port} ssh-ed25519 " in known for h in fleet.hosts)
+    inventory = primary.app.fleet_inventory
+    assert oct(os.stat(inventory).st_mode & 0o777) == "0o600" and os.stat(inventory).st_uid == primary.account.pw_uid
+    assert not any(os.path.exists(h.app.fleet_inventory) for h in fleet.hosts[1:])   # only the primary drives
+    assert "Running install.sh --user deploy_user on every host" in fleet.install_output
+
+
+# -- a push to the primary ---------------------------------------------------------------
+def test_a_push_deploys_the_same_rev_on_every_host_and_clients_lose_nothing(fleet):
+    old = same_version_everywhere(fleet)
+    commit = fleet.commit("fleet-v2")
+    rev = commit[:12]
+    with FleetLoad(fleet, [_get(fleet.primary), "fleet-v2"]) as load:
+        started = time.monotonic()
+        result = fleet.push()
+        print(f"the fleet push took {time.monotonic() - started:.1f} s")
+        for loop in load.fast.values():
+            loop.wait_for(loop.total + 50)
+    load.report()
+    assert result.returncode == 0, result.stderr
+    assert load.failed() == {}
+    assert fleet.lives() == {h.name: f"{APP}-{rev}" for h in fleet.hosts}
+    assert all(_get(h) == "fleet-v2" for h in fleet.hosts)
+    assert all(load.fast[h.name].versions["fleet-v2"] > 0 for h in fleet.hosts)
+    # each host switched once: none of its clients went back to the old version
+    assert all(load.fast[h.name].regressions == [] for h in fleet.hosts)
+    lines = pusher_lines(result)
+    # each host's stage lines, prefixed with the host
+    for host in fleet.hosts:
+        for stage in ("-----> Checking out", "-----> Running setup", "-----> Probing", "-----> Switching",
+                      "-----> Watching", f"-----> Retiring {APP}-{old}"):
+            assert any(line.startswith(f"{host.name}: {stage}") for line in lines), (host.name, stage)
+        assert f"{host.name}: setup ran on {host.name}" in lines
+    assert f"-----> {APP}-{rev} is live on every host of the fleet" in lines
+    assert f"       {APP}: every host serves {APP}-{rev}" in lines
+    # prepared everywhere before any host switched
+    last_prepared = max(i for i, line in enumerate(lines) if "is prepared: it answers /ping" in line)
+    first_switch = min(i for i, line in enumerate(lines) if ": -----> Switching" in line)
+    assert last_prepared < first_switch
+    for host in fleet.hosts:
+        with open(host.box.settings.log_file) as stream:
+            last = stream.read().splitlines()[-1]
+        assert last.startswith(f"{APP}-{rev} ") and f"commit={commit}" in last and "via=fleet" in last
+        # the commit reached every repository under the fleet ref, which deployed nothing by itself
+        assert refs(host, "refs/fleet/")["refs/fleet/candidate"] == commit
+    assert refs(fleet.primary, "refs/heads/")["refs/heads/main"] == commit
+    assert all("refs/heads/main" not in refs(h, "refs/heads/") for h in fleet.hosts[1:])
+    assert_no_candidate_anywhere(fleet, rev)
+
+
+def test_setup_failing_on_host_2_refuses_the_push_and_no_host_changes(fleet):
+    old = same_version_everywhere(fleet)
+    before_main = refs(fleet.primary, "refs/heads/")["refs/heads/main"]
+    commit = fleet.commit("fleet-broken-on-h2", environment="BREAK_SETUP_ON=h2\n")
+    rev = commit[:12]
+    result = fleet.push()
+    assert result.returncode != 0
+    assert "pre-receive hook declined" in result.stderr
+    lines = pusher_lines(result)
+    assert "h2: setup breaks on h2, as this commit asks" in lines
+    assert (" !     h2 failed to prepare: setup: setup exited with status 3; aborted on every host, "
+            "none changed") in lines
+    assert f"-----> Aborting {APP}-{rev} on every host" in lines
+    assert not any(": -----> Switching" in line for line in lines)
+    assert fleet.lives() == {h.name: f"{APP}-{old}" for h in fleet.hosts}
+    old_text = _get(fleet.primary)
+    assert all(_get(h) == old_text for h in fleet.hosts)
+    assert_no_candidate_anywhere(fleet, old)
+    assert refs(fleet.primary, "refs/heads/")["refs/heads/main"] == before_main
+    assert [line for line in lines if line.startswith("pre-receive: ")] == [
+        f"pre-receive: fleet deploy of {APP}-{rev} refused: h2 failed to prepare: setup: setup exited with "
+        "status 3; aborted on every host, none changed"]
+
+
+def test_host_3_crashing_in_its_watch_rolls_every_host_back(fleet):
+    old = same_version_everywhere(fleet)
+    old_text = _get(fleet.primary)
+    commit = fleet.commit("fleet-crashes-on-h3", environment="CRASH_ON=h3\n")
+    rev = commit[:12]
+    with FleetLoad(fleet, [old_text, "fleet-crashes-on-h3"]) as load:
+        started = time.monotonic()
+        result = fleet.push()
+        print(f"the fleet push took {time.monotonic() - started:.1f} s")
+        for loop in load.fast.values():
+            loop.wait_for(loop.total + 50)
+    print("what the clients saw:")
+    load.report()
+    assert result.returncode != 0
+    lines = pusher_lines(result)
+    assert any(line.startswith(" !     h3 failed to commit: watch: ") and line.endswith(
+        "; rolled back h1, h2 to the version each served before") for line in lines), lines
+    assert "-----> Rolling back h1, h2 to the version each served before" in lines
+    assert "h3:  !     switched back to " + f"{APP}-{old}" in lines
+    # every host ends on the old version, and nothing was lost on the way
+    assert fleet.lives() == {h.name: f"{APP}-{old}" for h in fleet.hosts}
+    assert all(_get(h) == old_text for h in fleet.hosts)
+    assert load.failed() == {}
+    # hosts 1 and 2 did serve the new version for their whole watch before the rollback
+    assert load.fast["h1"].versions["fleet-crashes-on-h3"] > 0
+    assert load.fast["h2"].versions["fleet-crashes-on-h3"] > 0
+    for host in fleet.hosts[:2]:
+        with open(host.box.settings.log_file) as stream:
+            last = stream.read().splitlines()[-1]
+        assert last.startswith(f"{APP}-{old} ") and f"previous={APP}-{rev}" in last
+    assert_no_candidate_anywhere(fleet, old)
+
+
+def test_in_batches_a_failed_batch_stops_the_ones_after_it(fleet):
+    old = same_version_everywhere(fleet)
+    fleet.set_setting("DEPLOY_FLEET_BATCH", "1")
+    try:
+        logged = {h.name: len(open(h.box.settings.log_file).read().splitlines()) for h in fleet.hosts}
+        commit = fleet.commit("fleet-crashes-on-h2", environment="CRASH_ON=h2\n")
+        rev = commit[:12]
+        result = fleet.push()
+    finally:
+        fleet.set_setting("DEPLOY_FLEET_BATCH", None)
+    assert result.returncode != 0
+    lines = pusher_lines(result)
+    committing = [line for line in lines if line.startswith(f"-----> Committing {APP}-{rev} on ")]
+    assert committing == [f"-----> Committing {APP}-{rev} on h1 (switch, watch, retire, link)",
+                          f"-----> Committing {APP}-{rev} on h2 (switch, watch, retire, link)"]
+    assert "-----> Rolling back h1 to the version each served before" in lines
+    assert f"h3: -----> aborted: {APP}-{rev}'s candidate is removed" in lines
+    assert fleet.lives() == {h.name: f"{APP}-{old}" for h in fleet.hosts}
+    # h3 never switched: its deploy.log did not move
+    assert len(open(fleet.hosts[2].box.settings.log_file).read().splitlines()) == logged["h3"]
+    assert_no_candidate_anywhere(fleet, old)
+
+
+# -- what the fleet serves --------------------------------------------------------------------
+def test_deploy_status_fleet_over_ssh_shows_each_host_and_flags_a_split(fleet):
+    old = same_version_everywhere(fleet)
+    primary, third = fleet.primary, fleet.hosts[2]
+    result = primary.ssh(f"deploy-status --fleet {APP}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"{APP} (fleet of 3)"] + [
+        f"  {h.name}    {APP}-{old}  up" for h in fleet.hosts] + [f"  every host serves {APP}-{old}"]
+    # a push straight to host 3 deploys there only (it is no primary): a split fleet
+    other = fleet.commit("pushed-to-h3-only")[:12]
+    assert fleet.push(third).returncode == 0
+    try:
+        result = primary.ssh(f"deploy-status --fleet {APP} --json")
+        assert result.returncode == 1, result.stderr
+        [report] = json.loads(result.stdout)["fleets"]
+        assert report["split"] is True and report["live"] is None
+        assert [(h["host"], h["live"], h["answers_ping"]) for h in report["hosts"]] == [
+            ("h1", f"{APP}-{old}", True), ("h2", f"{APP}-{old}", True), ("h3", f"{APP}-{other}", True)]
+        text = primary.ssh(f"deploy-status --fleet {APP}")
+        assert text.returncode == 1
+        assert text.stdout.splitlines()[-1] == (f"  SPLIT: the hosts disagree: {APP}-{old} on h1, h2; "
+                                                f"{APP}-{other} on h3")
+    finally:
+        back = third.ssh(f"deploy-version {APP} {old}")
+        assert back.returncode == 0, back.stderr
+    assert primary.ssh(f"deploy-status --fleet {APP}").returncode == 0
