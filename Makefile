@@ -1,6 +1,6 @@
 # uwsgi-deploy: install into the deploy account's home, test, lint.
 #   make install [PREFIX=~www-data] [DESTDIR=/staging]
-#   make uninstall | test | lint | demo | demo-stop
+#   make uninstall | test | lint | demo | demo-stop | fleet-demo | bench
 PREFIX ?= $(HOME)
 DESTDIR ?=
 BINDIR ?= $(PREFIX)/bin
@@ -18,7 +18,7 @@ DEMO_DIR ?= /tmp/uwsgi-deploy-demo
 # the library, and the development harness in dev/ (not installed)
 RUN_WITH_LIB = PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHONPATH="$(CURDIR)/lib:$(CURDIR)/dev" $(VENV)/bin/python
 
-.PHONY: all install uninstall test lint venv clean demo demo-stop bench
+.PHONY: all install uninstall test lint venv clean demo demo-stop fleet-demo bench
 
 all: venv
 
@@ -69,11 +69,20 @@ demo: $(VENV)/.installed
 demo-stop: $(VENV)/.installed
 	$(RUN_WITH_LIB) dev/demo.py stop $(DEMO_DIR)
 
+# Three hosts (deploy accounts with sshd, Emperor, nginx; needs root), one
+# push after another, all or nothing: prints each host's live version after
+# each step and fails if the fleet ever ended split.
+fleet-demo: $(VENV)/.installed
+	PYTHONPATH="$(CURDIR)/lib:$(CURDIR)/dev:$(CURDIR)/t" PATH="$(CURDIR)/$(VENV)/bin:$$PATH" \
+	  $(VENV)/bin/python dev/fleet_demo.py
+
 # Deploy speed and zero downtime vs an in-place reload, then dependency
 # environments (uv vs pip, a Flask + SQLAlchemy app's pushes); BENCH_ARGS=--quick for a smoke run.
 bench: $(VENV)/.installed
 	$(RUN_WITH_LIB) bench/deploy $(BENCH_ARGS)
 	$(RUN_WITH_LIB) bench/venv $(BENCH_ARGS)
+	PYTHONPATH="$(CURDIR)/lib:$(CURDIR)/dev:$(CURDIR)/t" PATH="$(CURDIR)/$(VENV)/bin:$$PATH" \
+	  $(VENV)/bin/python bench/fleet $(BENCH_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/python -m pyflakes lib t dev share bench $(addprefix bin/,$(TOOLS))

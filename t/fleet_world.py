@@ -17,6 +17,8 @@ import subprocess
 import tempfile
 import time
 
+import requests
+
 from conftest import ROOT, write
 from sandbox import TEST_INI, create_deploy_account, remove_account, start_sshd
 from uwsgi_deploy import sandbox as base
@@ -90,6 +92,10 @@ class Host:
     @property
     def url(self):
         return self.box.url("/")
+
+    def served(self):
+        """What the app answers through this host's nginx."""
+        return requests.get(self.url, timeout=10).text
 
     def live(self):
         version = self.app.live_version()

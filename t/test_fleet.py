@@ -13,7 +13,6 @@ import subprocess
 import time
 
 import pytest
-import requests
 
 from fleet_world import APP, FleetWorld
 from load import LoadLoop, SlowRequests
@@ -90,10 +89,6 @@ def same_version_everywhere(fleet):
     return live_everywhere(fleet, "fleet-base")
 
 
-def _get(host):
-    return requests.get(host.url, timeout=10).text
-
-
 def assert_no_candidate_anywhere(fleet, live_rev):
     """Every host: only its live vassal, in its vassals directory and in its
     Emperor, and no prepared record."""
@@ -145,7 +140,7 @@ def test_a_push_deploys_the_same_rev_on_every_host_and_clients_lose_nothing(flee
     old = same_version_everywhere(fleet)
     commit = fleet.commit("fleet-v2")
     rev = commit[:12]
-    with FleetLoad(fleet, [_get(fleet.primary), "fleet-v2"]) as load:
+    with FleetLoad(fleet, [fleet.primary.served(), "fleet-v2"]) as load:
         started = time.monotonic()
         result = fleet.push()
         print(f"the fleet push took {time.monotonic() - started:.1f} s")
@@ -155,7 +150,7 @@ def test_a_push_deploys_the_same_rev_on_every_host_and_clients_lose_nothing(flee
     assert result.returncode == 0, result.stderr
     assert load.failed() == {}
     assert fleet.lives() == {h.name: f"{APP}-{rev}" for h in fleet.hosts}
-    assert all(_get(h) == "fleet-v2" for h in fleet.hosts)
+    assert all(h.served() == "fleet-v2" for h in fleet.hosts)
     assert all(load.fast[h.name].versions["fleet-v2"] > 0 for h in fleet.hosts)
     # each host switched once: none of its clients went back to the old version
     assert all(load.fast[h.name].regressions == [] for h in fleet.hosts)
@@ -198,8 +193,8 @@ def test_setup_failing_on_host_2_refuses_the_push_and_no_host_changes(fleet):
     assert f"-----> Aborting {APP}-{rev} on every host" in lines
     assert not any(": -----> Switching" in line for line in lines)
     assert fleet.lives() == {h.name: f"{APP}-{old}" for h in fleet.hosts}
-    old_text = _get(fleet.primary)
-    assert all(_get(h) == old_text for h in fleet.hosts)
+    old_text = fleet.primary.served()
+    assert all(h.served() == old_text for h in fleet.hosts)
     assert_no_candidate_anywhere(fleet, old)
     assert refs(fleet.primary, "refs/heads/")["refs/heads/main"] == before_main
     assert [line for line in lines if line.startswith("pre-receive: ")] == [
@@ -209,7 +204,7 @@ def test_setup_failing_on_host_2_refuses_the_push_and_no_host_changes(fleet):
 
 def test_host_3_crashing_in_its_watch_rolls_every_host_back(fleet):
     old = same_version_everywhere(fleet)
-    old_text = _get(fleet.primary)
+    old_text = fleet.primary.served()
     commit = fleet.commit("fleet-crashes-on-h3", environment="CRASH_ON=h3\n")
     rev = commit[:12]
     with FleetLoad(fleet, [old_text, "fleet-crashes-on-h3"]) as load:
@@ -228,7 +223,7 @@ def test_host_3_crashing_in_its_watch_rolls_every_host_back(fleet):
     assert "h3:  !     switched back to " + f"{APP}-{old}" in lines
     # every host ends on the old version, and nothing was lost on the way
     assert fleet.lives() == {h.name: f"{APP}-{old}" for h in fleet.hosts}
-    assert all(_get(h) == old_text for h in fleet.hosts)
+    assert all(h.served() == old_text for h in fleet.hosts)
     assert load.failed() == {}
     # hosts 1 and 2 did serve the new version for their whole watch before the rollback
     assert load.fast["h1"].versions["fleet-crashes-on-h3"] > 0
