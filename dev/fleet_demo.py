@@ -1,105 +1,165 @@
-"""make fleet-demo: a fleet of three hosts on this machine, all or nothing.
+"""make fleet-demo: from one server to three, all or nothing.
 
-Three deploy accounts stand in for three hosts, each with its own home, sshd,
-Emperor and nginx; share/fleet/install.yml installs the toolkit on each over
-ssh (as root, as an admin would) and makes host 1 the primary. Then, as a
-developer would, with a request loop against every host's nginx:
+Three deploy accounts on this machine stand in for three hosts, each with its
+own home, sshd (port, host key), Emperor and nginx. As an administrator and a
+developer would, it runs, printing each command and each host's live version
+after each step (a request loop runs against every host that serves):
 
-  1. push v1                  every host goes live with it
-  2. push v2                  every host moves to v2, no request fails
-  3. push v3, whose setup     refused: no host changes, no candidate is left
-     fails on h2
-  4. push v4, which crashes   refused: h3 switches back, h1 and h2 are rolled
-     on h3 once live          back: every host ends on v2
+  1. one server      install.yml on h1 alone; git push v1: h1 serves it
+  2. three servers   install.yml on h1, h2, h3, h1 the primary; git push v2:
+                     every host goes live with it
+  3. push v3, whose setup fails on h2: refused, no host changes
+  4. push v4, which crashes on h3 once live: refused, h3 switches back, h1
+     and h2 are rolled back: every host ends on v2
 
-After each step it prints each host's live version (deploy-status --fleet,
-over ssh, on the primary) and what the clients saw. It exits non-zero if the
-fleet ever ended split (hosts on different versions) or a push ended
-otherwise than this says. It needs root (accounts, sshd) and stops
-everything it started, whatever happens.
+It exits non-zero if the fleet ever ended split (hosts on different
+versions) or a step ended otherwise than planned. It needs root (accounts,
+sshd) and stops everything it started, whatever happens.
 
-    python3 dev/fleet_demo.py        (make fleet-demo)
+    make fleet-demo        (python3 dev/fleet_demo.py, with lib, dev and t on PYTHONPATH)
 """
 import os
+import shlex
 import sys
 import time
 
 from fleet_world import APP, FleetWorld
 from load import LoadLoop
 
-STEPS = [
-    # (what, version, the commit's environment.sh, the push succeeds, who ends live)
-    ("push v1: every host goes live with it", "v1", "", True, "v1"),
-    ("push v2: every host moves to it", "v2", "", True, "v2"),
-    ("push v3, whose setup fails on h2: refused everywhere", "v3", "BREAK_SETUP_ON=h2\n", False, "v2"),
-    ("push v4, which crashes on h3 once live: every host rolled back", "v4", "CRASH_ON=h3\n", False, "v2"),
-]
+VERSIONS = ["v1", "v2", "v3", "v4"]
 
 
 def say(text):
     print(f"fleet-demo: {text}", flush=True)
 
 
-def show_push(result):
-    """The pusher's lines, shortened to the ones that tell the story."""
-    for line in result.stderr.splitlines():
+def command(argv, who):
+    print(f"\n{who}$ {' '.join(shlex.quote(a) for a in argv)}", flush=True)
+
+
+def indented(lines):
+    for line in lines:
+        print(f"    {line}", flush=True)
+
+
+def story_lines(text):
+    """A push's or playbook's lines, shortened to the ones that tell the story."""
+    for line in text.splitlines():
         line = line.removeprefix("remote: ").rstrip()
-        if line.startswith(("-----> ", " !     ", "pre-receive: ")) or ": -----> Switching" in line \
-                or "switched back" in line or "is prepared" in line or " is live: " in line:
-            print(f"    {line}")
+        if line.startswith(("-----> ", " !     ", "pre-receive: ", "To ", " ! [", " * [", "   ")) \
+                or "switched back" in line or " is live: " in line or "is prepared" in line:
+            if "-----> Checking out" in line or line.startswith("       "):
+                continue
+            yield line
+
+
+class Demo:
+    def __init__(self, world):
+        self.world = world
+        self.split = self.wrong = False
+
+    def install(self, hosts, primary):
+        world = self.world
+        world.write_inventory(hosts, primary)
+        with open(world.inventory) as stream:
+            say(f"the administrator's inventory, {world.inventory}:")
+            indented(stream.read().splitlines())
+        command(world.install_command(), "admin")
+        output = world.install(hosts, primary)
+        indented(line for line in output.splitlines() if line.startswith(("-----> ", " !     ")))
+
+    def push(self, version, environment, loaded):
+        world = self.world
+        world.commit(version, environment)
+        loops = [LoadLoop(h.url, VERSIONS, clients=2, max_seconds=120) for h in loaded]
+        for loop in loops:
+            loop.__enter__()
+            loop.wait_for(20)
+        primary = world.primary
+        command(["git", "push", f"{primary.user}@127.0.0.1:{APP}.git", "main"], "developer")
+        began = time.monotonic()
+        result = world.push()
+        took = time.monotonic() - began
+        for loop in loops:
+            loop.wait_for(loop.total + 20)
+            loop.__exit__(None, None, None)
+        indented(story_lines(result.stderr))
+        say(f"the push was {'accepted' if result.returncode == 0 else 'refused'} in {took:.1f} s")
+        if loops:
+            say("what the clients saw:")
+            for host, loop in zip(loaded, loops):
+                failed = sum(n for s, n in loop.statuses.items() if s != 200) + sum(loop.errors.values())
+                answers = ", ".join(f"{v} {n}" for v, n in loop.versions.items())
+                indented([f"{host.name} (nginx on port {host.box.nginx_port}): {loop.total} requests, "
+                          f"{failed} failed; answered: {answers}"])
+                if failed:
+                    self.wrong = True
+        return result.returncode == 0
+
+    def show(self, fleet):
+        """Each host's live version: deploy-status --fleet on the primary once
+        there is a fleet; before, deploy-status on the one server."""
+        primary = self.world.primary
+        remote = f"deploy-status --fleet {APP}" if fleet else f"deploy-status {APP}"
+        command(["ssh", f"{primary.user}@127.0.0.1", remote], "developer")
+        result = primary.ssh(remote)
+        indented(result.stdout.splitlines() if fleet else
+                 [line for line in result.stdout.splitlines() if line.strip().startswith(("live", APP))])
+        say("each host's live version: " + ", ".join(f"{h.name} {h.live() or 'none'}" for h in self.world.hosts))
+        if fleet and result.returncode != 0:
+            self.split = True
+            say("the fleet ended SPLIT")
+
+    def expect(self, accepted, wanted, ends_on, hosts):
+        served = {h.name: h.served() for h in hosts}
+        if accepted != wanted or set(served.values()) != {ends_on}:
+            self.wrong = True
+            say(f"UNEXPECTED: the push {'was accepted' if accepted else 'was refused'}; the hosts serve {served}")
+
+    def run(self):
+        world = self.world
+        world.create_hosts()
+        one, every = world.hosts[:1], world.hosts
+
+        say("step 1: one server. The administrator installs uwsgi-deploy on h1 (install.yml runs install.sh there)")
+        self.install(one, primary=False)
+        world.start_servers(one)
+        say("the developer pushes v1 to h1, as to any single server")
+        self.expect(self.push("v1", "", []), True, "v1", one)
+        self.show(fleet=False)
+
+        say("step 2: three servers. The same playbook, the inventory now naming h1, h2, h3, with h1 the primary:")
+        say("h2 and h3 get the toolkit; h1 gets the fleet key, every host's key in known_hosts, and "
+            f"~/{APP}.inventory, which makes a push there a fleet deploy")
+        self.install(every, primary=True)
+        world.start_servers(every[1:])
+        say("the developer pushes v2, exactly as before (h2 and h3 serve nothing yet: the loop runs on h1)")
+        self.expect(self.push("v2", "", one), True, "v2", every)
+        self.show(fleet=True)
+
+        say("step 3: v3's setup fails on h2 (BREAK_SETUP_ON=h2 in its environment.sh)")
+        self.expect(self.push("v3", "BREAK_SETUP_ON=h2\n", every), False, "v2", every)
+        self.show(fleet=True)
+
+        say("step 4: v4 crashes on h3 once it is live there (CRASH_ON=h3)")
+        self.expect(self.push("v4", "CRASH_ON=h3\n", every), False, "v2", every)
+        self.show(fleet=True)
 
 
 def main():
     if os.geteuid() != 0:
         sys.exit("fleet-demo: run it as root: it creates three deploy accounts and runs sshd for them")
     world = FleetWorld(say=say)
-    split_seen = wrong = False
+    demo = Demo(world)
     try:
-        started = time.monotonic()
-        world.build()
-        say(f"the fleet is up in {time.monotonic() - started:.0f} s: {len(world.hosts)} hosts, "
-            f"{world.primary.name} is the primary (its ~/{APP}.inventory)")
-        for number, (what, version, environment, succeeds, ends_on) in enumerate(STEPS, 1):
-            say(f"step {number}: {what}")
-            world.commit(version, environment)
-            order = [step[1] for step in STEPS]    # versions, oldest first
-            loops = [LoadLoop(h.url, order, clients=2, max_seconds=120) for h in world.hosts] if number > 1 else []
-            for loop in loops:
-                loop.__enter__()
-                loop.wait_for(20)
-            began = time.monotonic()
-            result = world.push()
-            took = time.monotonic() - began
-            for loop in loops:
-                loop.wait_for(loop.total + 20)
-                loop.__exit__(None, None, None)
-            show_push(result)
-            say(f"the push {'was accepted' if result.returncode == 0 else 'was refused'} ({took:.1f} s)")
-            status = world.primary.ssh(f"deploy-status --fleet {APP}")
-            say("each host's live version (deploy-status --fleet, over ssh on the primary):")
-            print("".join(f"    {line}\n" for line in status.stdout.splitlines()), end="", flush=True)
-            if loops:
-                say("what the clients saw:")
-                for host, loop in zip(world.hosts, loops):
-                    failed = sum(n for s, n in loop.statuses.items() if s != 200) + sum(loop.errors.values())
-                    seen = ", ".join(f"{v} {n}" for v, n in loop.versions.items())
-                    print(f"    {host.name} (port {host.box.nginx_port}): {loop.total} requests, "
-                          f"{failed} failed; answers: {seen}", flush=True)
-            if status.returncode != 0:
-                split_seen = True
-                say("the fleet ended SPLIT")
-            texts = {h.name: h.served() for h in world.hosts}
-            if (result.returncode == 0) != succeeds or set(texts.values()) != {ends_on}:
-                wrong = True
-                say(f"unexpected: the push {'succeeded' if result.returncode == 0 else 'failed'}, "
-                    f"the hosts serve {texts}")
+        demo.run()
     finally:
         say("stopping everything it started")
         world.stop()
-    if split_seen or wrong:
-        say("FAILED: the fleet ended split, or a step ended otherwise than planned")
+    if demo.split or demo.wrong:
+        say("FAILED: the fleet ended split, a request failed, or a step ended otherwise than planned")
         return 1
-    say("every step ended with every host on the same version")
+    say("every step ended with every host on the same version, and no request failed")
     return 0
 
 

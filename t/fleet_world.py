@@ -140,13 +140,20 @@ class FleetWorld:
 
     # -- building it ----------------------------------------------------------------
     def build(self):
+        """Every host made, installed (the first one the primary), running."""
         try:
-            return self._build()
+            self.create_hosts()
+            self.say(f"installing the toolkit on {', '.join(h.name for h in self.hosts)} "
+                     "(share/fleet/install.yml, as root over ssh)")
+            self.install(self.hosts, primary=True)
+            self.start_servers(self.hosts)
+            return self
         except BaseException:
             self.stop()
             raise
 
-    def _build(self):
+    def create_hosts(self):
+        """The accounts and their sshd, nothing installed yet."""
         os.makedirs(self.admin, mode=0o700)
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "fleet admin", "-f",
              os.path.join(self.admin, "key")])
@@ -156,27 +163,34 @@ class FleetWorld:
             box = base.Sandbox(os.path.join(self.root, f"h{number}"), detach=self.detach)
             account = create_deploy_account(box)
             self.hosts.append(Host(f"h{number}", box, account, start_sshd(box, account, admin_key)))
-        self.write_inventory()
-        self.say(f"installing the toolkit on {', '.join(h.name for h in self.hosts)} "
-                 "(share/fleet/install.yml, as root over ssh)")
-        self.install()
-        for host in self.hosts:
+
+    def start_servers(self, hosts):
+        """Each host's Emperor (as its deploy account) and nginx; each host's
+        ~/environment.sh names it (HOST_NAME), as a real host's might."""
+        for host in hosts:
             write(os.path.join(host.home, "environment.sh"), f"HOST_NAME={host.name}\n", 0o600)
             shutil.chown(os.path.join(host.home, "environment.sh"), host.user, host.user)
             host.box.start_emperor(bin_dir=host.bin_dir, user=host.user)
             host.box.start_nginx([APP])
-        self.say("every host runs its Emperor and nginx: "
-                 + ", ".join(f"{h.name} on port {h.box.nginx_port}" for h in self.hosts))
-        return self
+        self.say("running an Emperor and nginx: "
+                 + ", ".join(f"{h.name} (nginx on port {h.box.nginx_port})" for h in hosts))
 
-    def write_inventory(self):
+    def write_inventory(self, hosts, primary):
+        """The administrator's inventory: hosts, the first the primary (if
+        primary), each reached as root with the admin key."""
         lines = ["[fleet]"]
-        for host in self.hosts:
+        for host in hosts:
             lines.append(f"{host.name} ansible_host=127.0.0.1 ansible_port={host.box.ssh_port} "
                          f"deploy_user={host.user} toolkit_dir={host.box.root}/toolkit")
-        lines += ["", "[primary]", self.primary.name, "", "[fleet:vars]", "ansible_user=root",
-                  f"ansible_ssh_private_key_file={self.admin}/key", "ansible_python_interpreter=/usr/bin/python3"]
+        if primary:
+            lines += ["", "[primary]", hosts[0].name]
+        lines += ["", "[fleet:vars]", "ansible_user=root", f"ansible_ssh_private_key_file={self.admin}/key",
+                  "ansible_python_interpreter=/usr/bin/python3"]
         write(self.inventory, "\n".join(lines) + "\n")
+
+    def install_command(self):
+        return ["ansible-playbook", "-i", self.inventory, os.path.join(PLAYBOOK, "install.yml"),
+                "-e", '{"apps": ["%s"]}' % APP]
 
     def admin_environ(self):
         """The administrator's Ansible: its own home and temporary files, and
@@ -191,13 +205,15 @@ class FleetWorld:
                        TMPDIR=self.admin)
         return environ
 
-    def install(self):
-        result = subprocess.run(["ansible-playbook", "-i", self.inventory, os.path.join(PLAYBOOK, "install.yml"),
-                                 "-e", '{"apps": ["%s"]}' % APP], capture_output=True, text=True, timeout=900,
+    def install(self, hosts, primary):
+        """share/fleet/install.yml, as the administrator, on hosts."""
+        self.write_inventory(hosts, primary)
+        result = subprocess.run(self.install_command(), capture_output=True, text=True, timeout=900,
                                 env=self.admin_environ(), stdin=subprocess.DEVNULL)
         self.install_output = result.stdout + result.stderr
         if result.returncode != 0:
             raise RuntimeError(f"install.yml failed:\n{self.install_output}")
+        return self.install_output
 
     def set_setting(self, name, value):
         """A line in the primary's ~/deploy.conf (None: no deploy.conf)."""

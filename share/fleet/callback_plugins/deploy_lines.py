@@ -24,7 +24,18 @@ class CallbackModule(CallbackBase):
     CALLBACK_TYPE = "stdout"
     CALLBACK_NAME = "deploy_lines"
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._title = None      # the task's line, shown once a host ran it
+
+    def _ran(self):
+        """A host ran the task (it was not skipped everywhere): its line shows."""
+        if self._title is not None:
+            title, self._title = self._title, None
+            self._display.display(title)
+
     def _line(self, text):
+        self._ran()
         self._display.display(text)
 
     @staticmethod
@@ -56,10 +67,11 @@ class CallbackModule(CallbackBase):
     # -- events -------------------------------------------------------------
     def v2_playbook_on_task_start(self, task, is_conditional):
         name = (task.name or "").strip()
-        if name and not name.startswith("_"):      # unnamed or _name: a step of the one before
-            self._line(f"-----> {name}")
+        # unnamed or _name: a step of the task before, said nothing of its own
+        self._title = f"-----> {name}" if name and not name.startswith("_") else None
 
     def v2_runner_on_ok(self, result):
+        self._ran()
         if result._task.action in ("debug", "ansible.builtin.debug"):
             message = result._result.get("msg")
             if message:
@@ -70,6 +82,7 @@ class CallbackModule(CallbackBase):
             self._output(result)
 
     def v2_runner_item_on_ok(self, result):
+        self._ran()
         self._output(result)
 
     def v2_runner_on_failed(self, result, ignore_errors=False):
