@@ -21,8 +21,8 @@ import requests
 
 from conftest import ROOT, write
 from sandbox import TEST_INI, create_deploy_account, remove_account, start_sshd
-from uwsgi_deploy import sandbox as base
-from uwsgi_deploy.emperor import read_stats
+import sandbox_server as base
+from uwsgi_deploy.stats import read_stats
 from uwsgi_deploy.layout import App
 
 APP = "app"

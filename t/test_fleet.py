@@ -16,7 +16,7 @@ import pytest
 
 from fleet_world import APP, FleetWorld
 from load import LoadLoop, SlowRequests
-from uwsgi_deploy.sandbox import wait_until
+from sandbox_server import wait_until
 
 WORKERS = 4   # processes in the fleet app's uwsgi.ini
 

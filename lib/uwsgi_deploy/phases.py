@@ -19,7 +19,7 @@ from . import DeployError
 from .candidates import find_prepared, read_record
 from .checkout import git
 from .layout import REV_LENGTH, App
-from .pipeline import Deploy, Reporter, StageFailed
+from .pipeline import Deploy, PushedCommit, Reporter, StageFailed
 from .settings import load
 
 COMMIT = re.compile(r"[0-9a-fA-F]{4,40}\Z")
@@ -72,7 +72,7 @@ def prepare(app_name, rev, environ=None, out=None):
     app = App(settings, app_name)
     commit_id = resolve_commit(app, check_rev(rev))
     version = app.version(commit_id)
-    deploy = Deploy(settings, version, FLEET, ("git", app.repo, commit_id), environ, Reporter())
+    deploy = Deploy(settings, version, FLEET, PushedCommit(app.repo, commit_id), environ, Reporter())
     prepared = deploy.prepare()
     result(out or sys.stdout, version=version.name, prepared=prepared, live=name_of(deploy.previous))
 
@@ -84,7 +84,7 @@ def commit(app_name, rev, environ=None, out=None):
     version = phase_version(app, rev)
     record = read_record(version)
     how, commit_id = (record.how, record.commit) if record else (FLEET, None)
-    deploy = Deploy(settings, version, how, ("git", app.repo, commit_id), environ, Reporter())
+    deploy = Deploy(settings, version, how, PushedCommit(app.repo, commit_id), environ, Reporter())
     switched = deploy.commit()
     previous = deploy.previous if switched else None
     result(out or sys.stdout, version=version.name, switched=switched, previous=name_of(previous),
@@ -96,7 +96,7 @@ def abort(app_name, rev, environ=None, out=None):
     settings = load(environ)
     app = App(settings, app_name)
     version = phase_version(app, rev)
-    removed = Deploy(settings, version, "abort", ("dir", None, None), environ, Reporter()).abort()
+    removed = Deploy(settings, version, "abort", None, environ, Reporter()).abort()
     result(out or sys.stdout, version=version.name, removed=removed, live=name_of(app.live_version()))
 
 
