@@ -44,11 +44,14 @@ def indented(lines):
 
 def story_lines(text):
     """A push's or playbook's lines, shortened to the ones that tell the story."""
+    in_status = False   # the fleet's closing table of each host's live version is kept whole
     for line in text.splitlines():
         line = line.removeprefix("remote: ").rstrip()
+        if line.startswith("-----> "):
+            in_status = line == "-----> What every host serves now"
         if line.startswith(("-----> ", " !     ", "pre-receive: ", "To ", " ! [", " * [", "   ")) \
                 or "switched back" in line or " is live: " in line or "is prepared" in line:
-            if "-----> Checking out" in line or line.startswith("       "):
+            if "-----> Checking out" in line or (line.startswith("       ") and not in_status):
                 continue
             yield line
 
