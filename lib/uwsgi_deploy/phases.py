@@ -82,9 +82,9 @@ def commit(app_name, rev, environ=None, out=None):
     settings = load(environ)
     app = App(settings, app_name)
     version = phase_version(app, rev)
-    record = read_record(version)
-    how, commit_id = (record.how, record.commit) if record else (FLEET, None)
-    deploy = Deploy(settings, version, how, PushedCommit(app.repo, commit_id), environ, Reporter())
+    record = read_record(version)   # None: not prepared, which deploy.commit() refuses (or it is live)
+    source = PushedCommit(app.repo, record.commit) if record else None
+    deploy = Deploy(settings, version, record.how if record else FLEET, source, environ, Reporter())
     switched = deploy.commit()
     previous = deploy.previous if switched else None
     result(out or sys.stdout, version=version.name, switched=switched, previous=name_of(previous),
