@@ -179,10 +179,6 @@ def report_status(status, report):
 
 
 # -- a push to the primary -------------------------------------------------------------
-def is_fleet(app):
-    return os.path.exists(app.fleet_inventory)
-
-
 def fleet_deploy(settings, app, git_dir, commit, environ, report, precondition=None, hold_lock_until=None):
     """Deploy commit to every host of app's fleet, or to none: the primary's
     pre-receive hook runs this instead of a local deploy. Raises (the push is
@@ -227,7 +223,7 @@ def fleet_deploy(settings, app, git_dir, commit, environ, report, precondition=N
 def fleet_apps(settings, app_name=None):
     if app_name is not None:
         app = App(settings, app_name)
-        if not is_fleet(app):
+        if not app.has_fleet:
             raise DeployError(f"{app_name} has no fleet here: no {app.fleet_inventory}")
         return [app]
     apps = []

@@ -6,7 +6,6 @@ import os
 
 from . import DeployError
 from .checkout import ZERO_COMMIT, branch_names, deploy_branch_refs, git
-from .fleet import fleet_deploy, is_fleet
 from .layout import FLEET_REF, app_from_repo_dir
 from .pipeline import Deploy, PushedCommit, Reporter
 from .settings import load
@@ -99,7 +98,8 @@ def pre_receive(lines, environ, on_stage=None):
             report.line(f"-----> nothing to deploy: {branch_names(deploy_refs)} was not pushed")
         return
     deploy_ref, old, commit = update
-    if is_fleet(app):
+    if app.has_fleet:
+        from .fleet import fleet_deploy   # only a fleet's primary pays for its import
         fleet_deploy(settings, app, git_dir, commit, environ, report,
                      precondition=ref_unchanged(git_dir, deploy_ref, old),
                      hold_lock_until=lambda: ref_value(git_dir, deploy_ref) != old)

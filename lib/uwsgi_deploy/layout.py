@@ -159,6 +159,10 @@ class App:
         return os.path.join(self.settings.home, self.name + FLEET_INVENTORY_SUFFIX)
 
     @property
+    def has_fleet(self):
+        return os.path.exists(self.fleet_inventory)
+
+    @property
     def fleet_lock_file(self):
         """One fleet deploy of the app at a time (the primary's hook holds it;
         each host's own deploy lock is taken by the phases there)."""
