@@ -5,7 +5,7 @@ import pytest
 
 from conftest import write
 from uwsgi_deploy import DeployError
-from uwsgi_deploy.settings import SETTINGS, load
+from uwsgi_deploy.settings import load
 
 
 def test_defaults_live_under_home():
