@@ -94,16 +94,14 @@ demo-stop: $(VENV)/.installed
 # push after another, all or nothing: prints each host's live version after
 # each step and fails if the fleet ever ended split.
 fleet-demo: $(VENV)/.installed
-	PYTHONPATH="$(CURDIR)/lib:$(CURDIR)/dev:$(CURDIR)/t" PATH="$(CURDIR)/$(VENV)/bin:$$PATH" \
-	  $(VENV)/bin/python dev/fleet_demo.py
+	$(RUN_WITH_LIB) dev/fleet_demo.py
 
 # Deploy speed and zero downtime vs an in-place reload, then dependency
 # environments (uv vs pip, a Flask + SQLAlchemy app's pushes); BENCH_ARGS=--quick for a smoke run.
 bench: $(VENV)/.installed
 	$(RUN_WITH_LIB) bench/deploy $(BENCH_ARGS)
 	$(RUN_WITH_LIB) bench/venv $(BENCH_ARGS)
-	PYTHONPATH="$(CURDIR)/lib:$(CURDIR)/dev:$(CURDIR)/t" PATH="$(CURDIR)/$(VENV)/bin:$$PATH" \
-	  $(VENV)/bin/python bench/fleet $(BENCH_ARGS)
+	$(RUN_WITH_LIB) bench/fleet $(BENCH_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/python -m pyflakes lib t dev share bench $(addprefix bin/,$(TOOLS))

@@ -40,6 +40,24 @@ http {{
 """
 
 
+# the test and fleet apps' ini: four workers
+TEST_INI = """[uwsgi]
+master = true
+processes = 4
+wsgi-file = app.py
+"""
+
+
+def write(path, text, mode=None):
+    """Write text to path (its directories made), with mode if given; returns path."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="") as stream:
+        stream.write(text)
+    if mode is not None:
+        os.chmod(path, mode)
+    return path
+
+
 def compile_library():
     """Byte-compile the checkout's library, as `make install` does for the
     installed tools: a benchmark then times the hook's start-up as a server
