@@ -99,7 +99,7 @@ fleet-demo: $(VENV)/.installed
 # Deploy speed and zero downtime vs an in-place reload, then dependency
 # environments (uv vs pip, a Flask + SQLAlchemy app's pushes); BENCH_ARGS=--quick for a smoke run.
 bench: $(VENV)/.installed
-	$(RUN_WITH_LIB) bench/deploy $(BENCH_ARGS)
+	$(RUN_WITH_LIB) bench/deploy --timeline docs/deploy-timeline.svg $(BENCH_ARGS)
 	$(RUN_WITH_LIB) bench/venv $(BENCH_ARGS)
 	$(RUN_WITH_LIB) bench/fleet $(BENCH_ARGS)
 
