@@ -1,12 +1,14 @@
 """~/deploy.log: one line per successful deploy, oldest first.
 
-    APP-<rev> YYYY-MM-DD HH:MM:SS commit=<sha|-> via=<how> seconds=<s> previous=<APP-rev|->
+    APP-<rev> YYYY-MM-DD HH:MM:SS commit=<sha|-> via=<how> seconds=<s> previous=<APP-rev|-> [unfinished=<stages>]
 
 The first two fields say what went live and when; the rest are key=value
 fields a script can parse. `via` is push, deploy-version, rollback
 (deploy-version --previous) or config (a restart for deploy-config:
 `previous` then names the version before the restarted one); a push the
-post-switch watch refused is not logged. Each line is written with one
+post-switch watch refused is not logged. `unfinished` (retire, link, comma
+separated) names what failed after the version went live: the deploy
+succeeded, and the next deploy finishes it. Each line is written with one
 write(2) on an O_APPEND descriptor, so lines of deploys running at the same
 time never interleave."""
 import datetime
@@ -74,10 +76,12 @@ def read_log(path, app=None):
     return [e for e in entries if e and (app is None or e.app == app)]
 
 
-def append_entry(path, version, commit, via, seconds, previous):
-    entry = LogEntry(version.name, datetime.datetime.now().replace(microsecond=0), {
-        "commit": commit or "-", "via": via, "seconds": f"{seconds:.1f}",
-        "previous": previous.name if previous else "-"})
+def append_entry(path, version, commit, via, seconds, previous, unfinished=()):
+    fields = {"commit": commit or "-", "via": via, "seconds": f"{seconds:.1f}",
+              "previous": previous.name if previous else "-"}
+    if unfinished:
+        fields["unfinished"] = ",".join(unfinished)
+    entry = LogEntry(version.name, datetime.datetime.now().replace(microsecond=0), fields)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, entry.line().encode())

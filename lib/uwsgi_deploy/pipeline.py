@@ -9,7 +9,10 @@ A failure before the switch, whatever it is (a refusal, an OSError, a bug),
 removes the candidate (it never served), leaves the live version serving and
 is reported as one line `stage: reason`. After the switch only the watch can
 still refuse the push: it switches back and lets the new version finish what
-it accepted; any later problem is reported, and the new version stays live.
+it accepted. Once the watch passed, nothing refuses it: a failure in retire,
+link or the deploy.log line is a warning (and the log line, when it can be
+written, names what was left undone); the new version stays live and the
+push succeeds (Switch.finish).
 
 run() does both halves under one lock; a fleet deploy runs them apart,
 prepare() on every host, then commit() on every host or abort() on every
@@ -20,7 +23,7 @@ import os
 import signal
 from dataclasses import dataclass
 
-from . import DeployError
+from . import DeployError, error_line
 from .candidate import Candidate
 from .candidates import write_record
 from .checkout import clean_environ
@@ -81,7 +84,7 @@ class Deploy:
                 self.prepare_candidate(target)
                 switch = self.commit_candidate(target)
                 if self.hold_lock_until:
-                    lock.keep_until(self.hold_lock_until, LOCK_HANDOVER_TIMEOUT)
+                    self.hand_over(lock)
             self.report.stage(switch.summary())
             return Outcome(True, target.previous)
 
@@ -187,7 +190,8 @@ class Deploy:
 
     def commit_candidate(self, target):
         """switch, watch (a broken version is switched back and the push
-        refused), retire the previous version, link. The Switch, done."""
+        refused), then finish: retire the previous version, link, log, where
+        a failure is only a warning. The Switch, done."""
         switch = Switch(self.request, target, self.stages)
         try:
             switch.switch()   # an exception in it comes before the rename: nothing switched
@@ -202,9 +206,16 @@ class Deploy:
             switch.retire_served(target.version)
             self.report_not_deployed(target)
             raise failure from None
-        switch.retire()
-        switch.link()
+        switch.finish()   # from here on nothing refuses the push
         return switch
+
+    def hand_over(self, lock):
+        """The lock outlives the hook until git updated the branch. The new
+        version is live: should that fail, it is a warning, not a refusal."""
+        try:
+            lock.keep_until(self.hold_lock_until, LOCK_HANDOVER_TIMEOUT)
+        except Exception as error:
+            self.report.warn(f"the lock is released now, not after git updates the branch ({error_line(error)})")
 
     def report_failure(self, failure):
         """The failed stage and why (a StageFailed), with the lines that tell more."""

@@ -1,12 +1,16 @@
 """The second half of a deploy (pipeline.py): the switch, switch .. link.
 From the switch on the new version serves. The watch can still send the
-traffic back (switch_back); retire and link only finish the deploy."""
+traffic back (switch_back) and refuse the push. Once it passed, the deploy
+only finishes (finish: retire, link, log): the new version serves whatever
+happens there, so a failure is a warning and the deploy.log line names what
+was left undone; the push succeeds."""
 import time
 
+from . import error_line
 from .deploylog import append_entry, known_commit
 from .health import watch_health
 from .links import remove_if_exists, switch_symlink
-from .stages import ABANDONING, SWITCHED
+from .stages import ABANDONING, SWITCHED, StageFailed
 from .vassal import retire_vassal, wait_drained
 
 
@@ -65,14 +69,41 @@ class Switch:
         with self.stages.stage("retire", f"Retiring {previous.run_name}"):
             self.retire_served(previous)
 
+    def finish(self):
+        """retire, link, then the deploy.log line. Each runs whatever the one
+        before did: a failure is reported as a warning (` !     stage: reason`)
+        and named in the log line (unfinished=retire,link); what it left (the
+        previous vassal still running, ~/APP still at the previous version)
+        the next deploy's sweep and link put right. The stages that failed."""
+        unfinished = []
+        for name, step in (("retire", self.retire), ("link", self.link)):
+            try:
+                step()
+            except Exception as error:
+                self.report.warn(str(StageFailed.of(name, error)))
+                unfinished.append(name)
+        if unfinished:
+            self.report.warn(f"{self.version.run_name} is live all the same; the next deploy of "
+                             f"{self.app.name} finishes what {' and '.join(unfinished)} left undone")
+        self.log(unfinished)
+        return unfinished
+
     def link(self):
         with self.stages.stage("link", f"Linking {self.app.home_link}"):
             switch_symlink(self.app.home_link, self.version.workdir)
+
+    def log(self, unfinished=()):
+        """The deploy's line in deploy.log: the version went live. Should
+        even that fail, the pusher is told that the log misses it."""
+        try:
             self.stages.point("log")
             source = self.request.source
             commit = source.commit if source else known_commit(self.settings.log_file, self.version)
             append_entry(self.settings.log_file, self.version, commit, self.request.how,
-                         self.stages.elapsed(), self.target.logged_previous)
+                         self.stages.elapsed(), self.target.logged_previous, unfinished)
+        except Exception as error:
+            self.report.warn(f"log: {self.settings.log_file} does not record that {self.version.run_name} "
+                             f"went live ({error_line(error)})")
 
     def summary(self):
         """The last line: when the new version took traffic (the switch) and,
