@@ -14,7 +14,7 @@ from .envfile import check_server_side, read_env_files
 from .layout import create_directories
 from .links import remove_if_exists
 from .paths import tools_first
-from .probe import free_loopback_port, wait_for_200
+from .probe import free_loopback_port, probe_once, wait_for_200
 from .setup_script import make_executable, run_setup
 from .stages import StageFailed
 from .stats import poke
@@ -196,15 +196,18 @@ class Candidate:
     def check_prepared(self):
         """A candidate prepared earlier (deploy-version --prepare) is still
         there and answers: only what happened since the prepare can fail here
-        (a deploy in between removed it, the Emperor restarted, the app died)."""
+        (a deploy in between removed it, the Emperor restarted, the app died).
+        It answered and had every worker accepting when it was prepared, so
+        one GET decides: an answer other than 200 is not retried (a fleet
+        would pay DEPLOY_PROBE_TIMEOUT per host for a broken candidate); the
+        GET may take up to DEPLOY_PROBE_TIMEOUT, for a slow /ping."""
         if read_record(self.version) is None:
             raise DeployError(f"{self.version.run_name} is not prepared (deploy-version --prepare first; "
                               "a deploy of the app since then removes it)")
         if not os.path.exists(self.version.vassal_ini):
             raise DeployError(f"{self.version.run_name}'s vassal is gone since it was prepared")
         target = "unix:" + self.version.socket
-        result = wait_for_200(target, self.settings.ping_path, self.settings.probe_timeout,
-                              alive=lambda: died_while_starting(self.settings, self.version, False))
+        result = probe_once(target, self.settings.ping_path, self.settings.probe_timeout)
         if not result.ok:
             raise DeployError(f"{self.version.run_name} stopped answering since it was prepared "
                               f"(GET {self.settings.ping_path} on {target}: {result.seen})")
