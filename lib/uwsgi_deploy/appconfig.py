@@ -25,7 +25,6 @@ from .lock import DeployLock
 from .report import Reporter
 from .settings import load
 from .uwsgi_ini import deploy_options, escape_value
-from .versions import restart_live
 
 FILE_MODE = 0o600
 HEADER = ("# {app}'s own variables: python-dotenv lines, read after ~/environment.sh.\n"
@@ -176,6 +175,7 @@ def change_and_restart(settings, app, change, environ):
             change.apply()
         change.report.stage(f"nothing of {app.name} is live: its next deploy reads {change.path}")
         return
+    from .versions import restart_live   # the pipeline: only a change of a live app pays for it
     try:
         restart_live(settings, app, environ, change.report, precondition=change.apply,
                      on_refused=change.restore)

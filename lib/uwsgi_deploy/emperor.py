@@ -2,21 +2,11 @@
 after what dead deploys left is swept away. (Talking to a running Emperor is
 stats.py.)"""
 import os
-import shutil
 import sys
 
-from . import DeployError
 from .layout import create_directories
-from .paths import share
+from .paths import share, uwsgi_binary
 from .recovery import sweep_all
-
-
-def uwsgi_binary(path=None):
-    """The uwsgi on PATH (or on the given search path)."""
-    uwsgi = shutil.which("uwsgi", path=path)
-    if not uwsgi:
-        raise DeployError("uwsgi not found on PATH (install uwsgi-core and uwsgi-plugin-python3)")
-    return uwsgi
 
 
 def prepare_emperor(settings, extra_args=()):

@@ -55,6 +55,17 @@ def versions_on_disk(app):
     return found
 
 
+def version_by_prefix(app, prefix):
+    """The one version of app on disk whose rev starts with prefix."""
+    candidates = [v for v in versions_on_disk(app) if v.rev.startswith(prefix.lower())]
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        on_disk = ", ".join(v.name for v in versions_on_disk(app)) or "none"
+        raise DeployError(f"no version of {app.name} matches {prefix!r} (on disk: {on_disk})")
+    raise DeployError(f"{prefix!r} is ambiguous: " + ", ".join(v.name for v in candidates))
+
+
 def hidden_work_files(app, directory):
     """Paths of what deploys or cleanups of app write in directory under a
     hidden name (layout.App.hidden_work_file): left there, they were interrupted."""

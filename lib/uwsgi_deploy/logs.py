@@ -11,9 +11,8 @@ import sys
 import time
 
 from . import DeployError
-from .inventory import log_files, selected_apps, versions_on_disk
+from .inventory import log_files, selected_apps, version_by_prefix, versions_on_disk
 from .settings import load
-from .versions import version_by_prefix
 
 DEFAULT_LINES = 10
 POLL = 0.2         # seconds between looks at the log and the live link

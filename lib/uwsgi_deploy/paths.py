@@ -1,5 +1,9 @@
-"""Where the toolkit's own files are; `make install` rewrites SHARE_DIR and BIN_DIR."""
+"""Where the toolkit's own files are (`make install` rewrites SHARE_DIR and
+BIN_DIR), and the uwsgi binary it runs."""
 import os
+import shutil
+
+from . import DeployError
 
 SHARE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "share")  # SHAREDIR
 BIN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bin")  # BINDIR
@@ -7,6 +11,14 @@ BIN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "
 
 def share(*parts):
     return os.path.normpath(os.path.join(SHARE_DIR, *parts))
+
+
+def uwsgi_binary(path=None):
+    """The uwsgi on PATH (or on the given search path)."""
+    uwsgi = shutil.which("uwsgi", path=path)
+    if not uwsgi:
+        raise DeployError("uwsgi not found on PATH (install uwsgi-core and uwsgi-plugin-python3)")
+    return uwsgi
 
 
 def tools_first(path):

@@ -10,8 +10,8 @@ import subprocess
 from dataclasses import dataclass
 
 from . import DeployError
-from .emperor import uwsgi_binary
 from .layout import VENV_KEY_LENGTH
+from .paths import uwsgi_binary
 
 # Bump when the way environments are built changes: every key changes with it.
 RECIPE = "uwsgi-deploy environment, recipe 1"

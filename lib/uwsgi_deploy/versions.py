@@ -4,20 +4,10 @@ change)."""
 import os
 
 from . import DeployError
-from .inventory import History, versions_on_disk
+from .inventory import History, version_by_prefix
 from .layout import App, version_from_dir
 from .pipeline import Deploy
 from .settings import load
-
-
-def version_by_prefix(app, prefix):
-    candidates = [v for v in versions_on_disk(app) if v.rev.startswith(prefix.lower())]
-    if len(candidates) == 1:
-        return candidates[0]
-    if not candidates:
-        on_disk = ", ".join(v.name for v in versions_on_disk(app)) or "none"
-        raise DeployError(f"no version of {app.name} matches {prefix!r} (on disk: {on_disk})")
-    raise DeployError(f"{prefix!r} is ambiguous: " + ", ".join(v.name for v in candidates))
 
 
 def previous_version(app):
