@@ -127,10 +127,23 @@ def compiled_for(env_path, module):
         return marshal.loads(stream.read()[16:]).co_filename
 
 
+def assert_under_setup_stage(output):
+    """Every line from setup's title to `setup done` is indented under the
+    stage, the installer's own lines included (report.Indented)."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("remote: -----> ") and
+                 ("Running setup" in line or "Preparing the environment" in line))
+    end = next(i for i, line in enumerate(lines) if "setup done (" in line)
+    under = [line for line in lines[start + 1:end + 1] if line.strip() != "remote:"]
+    assert len(under) > 2 and all(line.startswith(("remote:        ", "remote:  !     ")) for line in under), \
+        "\n".join(lines[start:end + 1])
+
+
 def test_first_push_builds_and_an_unchanged_one_reuses_it(box):
     rev1, output = deployed(box, "reuse", app_files("pkg_a==1.0\n"))
     assert "environment " in output and ": building with uv " in output
     assert "Installed 1 package" in output            # the installer's own output, streamed
+    assert_under_setup_stage(output)
     env = environment_of(box, "reuse", rev1)
     key = os.path.basename(env)
     facts = page(box, "reuse")
