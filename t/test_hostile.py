@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 from conftest import ROOT, UWSGI, wait_until
 from uwsgi_deploy import DeployError
 from uwsgi_deploy.envfile import parse_env_text
-from uwsgi_deploy.layout import MAX_SOCKET_PATH
+from uwsgi_deploy.layout import MAX_SOCKET_PATH, hidden_temporary
 from uwsgi_deploy.settings import load
 from uwsgi_deploy.setup_script import run_setup
 from uwsgi_deploy.uwsgi_ini import UwsgiIni, deploy_options
@@ -164,7 +164,7 @@ def test_an_oserror_while_the_candidate_runs_removes_it(server, live):
     rev = server.commit_app("v2")[:12]
     push = server.paused_push("reconfigure")
     push.reached()
-    blocker = server.app("app").version(rev).vassal_ini_temporary
+    blocker = hidden_temporary(server.app("app").version(rev).vassal_ini)
     os.mkdir(blocker)
     assert server.emperor_vassals() == sorted([f"app-{live}.ini", f"app-{rev}.ini"])
     push.release()

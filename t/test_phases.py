@@ -5,7 +5,7 @@ refs/fleet/candidate, which deploys nothing by itself."""
 import json
 import os
 
-from uwsgi_deploy.candidates import is_prepared
+from uwsgi_deploy.inventory import is_prepared
 from uwsgi_deploy.probe import probe_once
 
 

@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass
 
 from . import DeployError
-from .layout import PREPARED_SUFFIX, REV_LENGTH
+from .inventory import prepared_records
+from .layout import REV_LENGTH
 
 
 @dataclass(frozen=True)
@@ -47,28 +48,11 @@ def read_record(version):
         return None
 
 
-def prepared_versions(app):
-    """Versions of app with a prepared record, by rev."""
-    run_dir = app.settings.run_dir
-    found = []
-    for name in sorted(os.listdir(run_dir)) if os.path.isdir(run_dir) else []:
-        if name.endswith(PREPARED_SUFFIX):
-            version = app.version_from_name(name[:-len(PREPARED_SUFFIX)])
-            if version is not None:
-                found.append(version)
-    return found
-
-
-def is_prepared(version):
-    """A record and a vassal: a candidate that still waits for its commit."""
-    return os.path.exists(version.prepared_file) and os.path.exists(version.vassal_ini)
-
-
 def find_prepared(app, rev):
     """The prepared version of app whose rev starts with rev (a prefix, or a
     whole commit), or None."""
     key = rev.lower()[:REV_LENGTH]
-    matches = [v for v in prepared_versions(app) if v.rev.startswith(key)]
+    matches = [run for _path, run in prepared_records(app) if run.rev.startswith(key)]
     if len(matches) > 1:
         raise DeployError(f"{rev!r} is ambiguous: " + ", ".join(v.name for v in matches) + " are prepared")
     return matches[0] if matches else None

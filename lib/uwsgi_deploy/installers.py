@@ -11,8 +11,6 @@ from . import DeployError
 from .layout import rewritten_temporary
 from .setup_script import run_streaming
 
-INSTALLERS = ("uv", "pip")
-
 
 def make_installer(name, interpreter, environ):
     return {"uv": Uv, "pip": Pip}[name](interpreter, environ)

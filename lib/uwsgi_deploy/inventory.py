@@ -6,7 +6,6 @@ on them."""
 import os
 
 from . import DeployError
-from .candidates import is_prepared
 from .deploylog import read_log
 from .layout import LOG_SUFFIXES, PREPARED_SUFFIX, SOCKET_SUFFIXES, VERSION_NAME, App, hidden_work_file_version
 from .lock import holder_of
@@ -89,8 +88,14 @@ def socket_files(app):
 
 
 def prepared_records(app):
-    """(path, run) of the records of app's prepared candidates in ~/run (candidates.py)."""
+    """(path, run) of the records of app's prepared candidates in ~/run
+    (candidates.py): the one scanner of them."""
     return run_files(app, app.settings.run_dir, (PREPARED_SUFFIX,))
+
+
+def is_prepared(version):
+    """A record and a vassal: a candidate that still waits for its commit."""
+    return os.path.exists(version.prepared_file) and os.path.exists(version.vassal_ini)
 
 
 def log_files(app):

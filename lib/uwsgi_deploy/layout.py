@@ -48,17 +48,56 @@ def create_directories(settings):
         os.makedirs(directory, exist_ok=True)
 
 
+class TemporaryName:
+    """A kind of temporary (or hidden) name, defined once: its template's
+    {fields} are filled in to build a name (name) and replaced by patterns
+    to recognise one (regex, match), so what a deploy writes and what
+    recovery and cleanup match cannot drift apart. Field patterns given at
+    construction are defaults; match() can narrow them (to one app's)."""
+
+    def __init__(self, template, **fields):
+        self.template, self.fields = template, fields
+
+    def name(self, **values):
+        return self.template.format(**values)
+
+    def regex(self, **fields):
+        fields = dict(self.fields, **fields)
+        parts = re.split(r"\{(\w+)\}", self.template)   # text, field, text, field, ..., text
+        return re.compile("".join(re.escape(part) if i % 2 == 0 else f"(?P<{part}>{fields[part]})"
+                                  for i, part in enumerate(parts)) + r"\Z")
+
+    def match(self, text, /, **fields):
+        return self.regex(**fields).match(text)
+
+
+PID = r"[0-9]+"
+# links.switch_symlink: the fresh symlink renamed over a link (~/APP, ~/run/APP.socket)
+TEMPORARY_LINK = TemporaryName("{link}.{pid}.new", pid=PID)
+# what a file is written as before it is renamed to NAME: a hidden name the
+# Emperor ignores, .NAME.tmp (vassal.write_vassal_ini), or .NAME.tmp-PID
+# where writers may race (appconfig.write_private)
+HIDDEN_TEMPORARY = TemporaryName(".{name}.tmp")
+HIDDEN_TEMPORARY_PID = TemporaryName(".{name}.tmp-{pid}", pid=PID)
+# in the deploy home, beside ~/APP-<rev>: a checkout being extracted, its
+# archive, a version being removed (deploy-cleanup)
+CHECKOUT_TEMPORARY = TemporaryName(".{version}.tmp-{pid}", pid=PID)
+CHECKOUT_ARCHIVE = TemporaryName(".{version}.tmp-{pid}.tar", pid=PID)
+VERSION_REMOVAL = TemporaryName(".{version}.tmp-cleanup-{pid}", pid=PID)
+
+
 def temporary_link(link, pid=None):
     """The fresh symlink renamed over `link` (links.switch_symlink)."""
-    return f"{link}.{os.getpid() if pid is None else pid}.new"
+    return TEMPORARY_LINK.name(link=link, pid=os.getpid() if pid is None else pid)
 
 
 def hidden_temporary(path, pid=None):
-    """What a file is written as before it is renamed to `path`: a hidden
-    name the Emperor ignores, .NAME.tmp (vassal.write_vassal_ini), or
-    .NAME.tmp-PID where writers may race (appconfig.write_private)."""
+    """What a file is written as before it is renamed to `path` (see
+    HIDDEN_TEMPORARY), with pid: .NAME.tmp-PID."""
     directory, name = os.path.split(path)
-    return os.path.join(directory, f".{name}.tmp" + ("" if pid is None else f"-{pid}"))
+    if pid is None:
+        return os.path.join(directory, HIDDEN_TEMPORARY.name(name=name))
+    return os.path.join(directory, HIDDEN_TEMPORARY_PID.name(name=name, pid=pid))
 
 
 def hidden_temporaries(path):
@@ -75,23 +114,31 @@ def rewritten_temporary(path):
 # Dependency environments (venvs.py): ~/venvs/<key>, built in a hidden
 # directory and renamed into place, removed the same way, one lock per key.
 VENV_KEY_LENGTH = 20    # hex digits of the key's sha256 (venv_key.py): 80 bits
-VENV_NAME = re.compile(r"[0-9a-f]{%d}\Z" % VENV_KEY_LENGTH)
-VENV_TEMPORARY = re.compile(r"\.tmp-(?P<key>[0-9a-f]{%d})-.+\Z" % VENV_KEY_LENGTH)
-VENV_LOCK = re.compile(r"\.(?P<key>[0-9a-f]{%d})\.lock\Z" % VENV_KEY_LENGTH)
+VENV_KEY = r"[0-9a-f]{%d}" % VENV_KEY_LENGTH
+VENV_NAME = re.compile(VENV_KEY + r"\Z")
+VENV_BUILD = TemporaryName(".tmp-{key}-{pid}", key=VENV_KEY, pid=PID)
+VENV_REMOVAL = TemporaryName(".tmp-{key}-cleanup-{pid}", key=VENV_KEY, pid=PID)
+VENV_LOCK = TemporaryName(".{key}.lock", key=VENV_KEY)
+
+
+def venv_temporary_key(name):
+    """The key of a hidden environment directory (being built or removed), or None."""
+    match = VENV_BUILD.match(name) or VENV_REMOVAL.match(name)
+    return match.group("key") if match else None
 
 
 def venv_build_temporary(venvs_dir, key, pid=None):
     """Where the environment `key` is built before it is renamed into place."""
-    return os.path.join(venvs_dir, f".tmp-{key}-{os.getpid() if pid is None else pid}")
+    return os.path.join(venvs_dir, VENV_BUILD.name(key=key, pid=os.getpid() if pid is None else pid))
 
 
 def venv_removal_temporary(venvs_dir, key, pid=None):
     """What deploy-cleanup renames an environment to before removing it."""
-    return os.path.join(venvs_dir, f".tmp-{key}-cleanup-{os.getpid() if pid is None else pid}")
+    return os.path.join(venvs_dir, VENV_REMOVAL.name(key=key, pid=os.getpid() if pid is None else pid))
 
 
 def venv_lock(venvs_dir, key):
-    return os.path.join(venvs_dir, f".{key}.lock")
+    return os.path.join(venvs_dir, VENV_LOCK.name(key=key))
 
 
 def check_app_name(app):
@@ -107,12 +154,16 @@ def check_app_name(app):
 
 
 def hidden_work_file_version(app, filename):
-    """The Version of app whose hidden work file (in the deploy home or the
-    vassals directory) filename is, or None."""
-    match = app.hidden_work_file.match(filename)
-    if not match:
-        return None
-    return app.run_from_name(match.group("version") + (f".{match.group('run')}" if match.group("run") else ""))
+    """The Version (with its run) of app whose hidden work file (in the
+    deploy home or the vassals directory) filename is, or None: a checkout
+    being extracted or its archive, a version being removed, a run's vassal
+    being written (.APP-<rev>[.N].ini.tmp)."""
+    version = "(?P<run>%s-[0-9a-f]{%d})" % (re.escape(app.name), REV_LENGTH)
+    run = "(?P<run>%s-[0-9a-f]{%d}(?:\\.[1-9][0-9]*)?)" % (re.escape(app.name), REV_LENGTH)
+    match = (CHECKOUT_TEMPORARY.match(filename, version=version) or CHECKOUT_ARCHIVE.match(filename, version=version)
+             or VERSION_REMOVAL.match(filename, version=version)
+             or HIDDEN_TEMPORARY.match(filename, name=run + r"\.ini"))
+    return app.run_from_name(match.group("run")) if match else None
 
 
 @dataclass(frozen=True)
@@ -168,19 +219,10 @@ class App:
         each host's own deploy lock is taken by the phases there)."""
         return os.path.join(self.settings.run_dir, self.name + ".fleet.lock")
 
-    @property
-    def hidden_work_file(self):
-        """What a deploy or cleanup of this app writes under a hidden name:
-        .APP-<rev>.tmp-PID (a checkout), .APP-<rev>.tmp-PID.tar (its archive),
-        .APP-<rev>.tmp-cleanup-PID (a version being removed), and
-        .APP-<rev>[.N].ini.tmp (a run's vassal being written). See Version."""
-        return re.compile(r"\.(?P<version>%s-[0-9a-f]{%d})(?:\.tmp-[0-9]+(?:\.tar)?|\.tmp-cleanup-[0-9]+|"
-                          r"(?:\.(?P<run>[1-9][0-9]*))?\.ini\.tmp)\Z" % (re.escape(self.name), REV_LENGTH))
-
     def temporary_links(self):
         """(directory, pattern) of the fresh symlinks a deploy of this app
         renames over ~/APP and ~/run/APP.socket (temporary_link, any pid)."""
-        return [(os.path.dirname(link), re.compile(re.escape(os.path.basename(link)) + r"\.[0-9]+\.new\Z"))
+        return [(os.path.dirname(link), TEMPORARY_LINK.regex(link=re.escape(os.path.basename(link))))
                 for link in (self.home_link, self.live_socket)]
 
     def version(self, rev):
@@ -238,27 +280,24 @@ class Version:
     def workdir(self):
         return os.path.join(self.app.settings.home, self.name)
 
-    def _hidden(self, suffix):
-        return os.path.join(self.app.settings.home, f".{self.name}{suffix}")
+    def _hidden(self, kind, pid):
+        return os.path.join(self.app.settings.home,
+                            kind.name(version=self.name, pid=os.getpid() if pid is None else pid))
 
     def checkout_temporary(self, pid=None):
         """Where a checkout is extracted before it is renamed to workdir."""
-        return self._hidden(f".tmp-{os.getpid() if pid is None else pid}")
+        return self._hidden(CHECKOUT_TEMPORARY, pid)
 
     def checkout_archive(self, pid=None):
-        return self.checkout_temporary(pid) + ".tar"
+        return self._hidden(CHECKOUT_ARCHIVE, pid)
 
     def removal_temporary(self, pid=None):
         """What deploy-cleanup renames workdir to before removing it."""
-        return self._hidden(f".tmp-cleanup-{os.getpid() if pid is None else pid}")
+        return self._hidden(VERSION_REMOVAL, pid)
 
     @property
     def vassal_ini(self):
         return self._path(self.app.settings.vassals_dir, ".ini")
-
-    @property
-    def vassal_ini_temporary(self):
-        return hidden_temporary(self.vassal_ini)
 
     @property
     def socket(self):

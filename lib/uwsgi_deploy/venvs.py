@@ -26,8 +26,8 @@ from .checkout import deploy_dir
 from .files import read_text
 from .installers import finish, make_installer
 from .inventory import apps_on_disk, versions_on_disk
-from .layout import (VENV_LOCK, VENV_NAME, VENV_TEMPORARY, App, venv_build_temporary, venv_lock,
-                     venv_removal_temporary)
+from .layout import (VENV_LOCK, VENV_NAME, App, venv_build_temporary, venv_lock, venv_removal_temporary,
+                     venv_temporary_key)
 from .links import remove_if_exists, switch_symlink
 from .lock import DeployLock
 from .settings import load
@@ -192,8 +192,7 @@ class Store:
     def remove_temporaries(self, key, say):
         """Hidden build directories of key; the caller holds key's lock."""
         for name in sorted(os.listdir(self.root)):
-            match = VENV_TEMPORARY.match(name)
-            if match and match.group("key") == key:
+            if venv_temporary_key(name) == key:
                 say(f"removing {name}, left by an interrupted build")
                 shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
 
@@ -271,10 +270,10 @@ def clean_environments(settings, leaving=(), dry_run=False, say=_print):
     freed, removed = 0, 0
     for name in sorted(os.listdir(store.root)):
         path = os.path.join(store.root, name)
-        temporary = VENV_TEMPORARY.match(name)
+        temporary = venv_temporary_key(name)
         if not (VENV_NAME.match(name) or temporary) or not os.path.isdir(path) or os.path.islink(path):
             continue
-        key = temporary.group("key") if temporary else name
+        key = temporary or name
         if not temporary and key in users:
             say(f"kept venv {key}: used by {', '.join(sorted(users[key]))}")
             continue
@@ -309,7 +308,7 @@ def clean_environments(settings, leaving=(), dry_run=False, say=_print):
 def _remove_idle_locks(store):
     """Lock files of keys with neither an environment nor a build left."""
     names = os.listdir(store.root)
-    building = {m.group("key") for m in map(VENV_TEMPORARY.match, names) if m}
+    building = set(filter(None, map(venv_temporary_key, names)))
     for match in filter(None, map(VENV_LOCK.match, names)):
         key = match.group("key")
         if key in building or os.path.exists(store.path(key)):
