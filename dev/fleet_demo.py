@@ -25,6 +25,7 @@ import time
 
 from fleet_world import APP, FleetWorld
 from load import LoadLoop
+from uwsgi_deploy.report import SAY, STAGE, WARN
 
 VERSIONS = ["v1", "v2", "v3", "v4"]
 
@@ -47,11 +48,11 @@ def story_lines(text):
     in_status = False   # the fleet's closing table of each host's live version is kept whole
     for line in text.splitlines():
         line = line.removeprefix("remote: ").rstrip()
-        if line.startswith("-----> "):
-            in_status = line == "-----> What every host serves now"
-        if line.startswith(("-----> ", " !     ", "pre-receive: ", "To ", " ! [", " * [", "   ")) \
+        if line.startswith(STAGE):
+            in_status = line == STAGE + "What every host serves now"
+        if line.startswith((STAGE, WARN, "pre-receive: ", "To ", " ! [", " * [", "   ")) \
                 or "switched back" in line or " is live: " in line or "is prepared" in line:
-            if "-----> Checking out" in line or (line.startswith("       ") and not in_status):
+            if STAGE + "Checking out" in line or (line.startswith(SAY) and not in_status):
                 continue
             yield line
 
@@ -69,7 +70,7 @@ class Demo:
             indented(stream.read().splitlines())
         command(world.install_command(), "admin")
         output = world.install(hosts, primary)
-        indented(line for line in output.splitlines() if line.startswith(("-----> ", " !     ")))
+        indented(line for line in output.splitlines() if line.startswith((STAGE, WARN)))
 
     def push(self, version, environment, loaded):
         world = self.world
