@@ -118,7 +118,7 @@ class Candidate:
         requirements = None if script else checkout.file(REQUIREMENTS_FILE, "setup")
         if script is None and requirements is None:
             return
-        if not self.request.run_setup:
+        if not self.request.with_setup:
             why = "a restart keeps the version's files" if self.request.restart else "--no-setup"
             self.report.stage(f"Skipping setup ({why})")
             return

@@ -42,14 +42,14 @@ class Request:
     how: what deploy.log says deployed it (push, deploy-version, rollback,
     config, fleet); source: a PushedCommit, or None for a version on disk;
     environ: the pusher's environment, cleaned (checkout.clean_environ);
-    run_setup: False with --no-setup and for a restart; restart: the live
+    with_setup: False with --no-setup and for a restart; restart: the live
     version starts again as its next run (a configuration change)."""
     settings: object
     app: object
     how: str
     source: object
     environ: dict
-    run_setup: bool
+    with_setup: bool
     restart: bool
 
 
