@@ -127,7 +127,7 @@ class Candidate:
             with self.stages.stage("setup", f"Preparing the environment for {REQUIREMENTS_FILE} (no setup)"):
                 provide_environment(self.settings, checkout.deploy_dir, environ=environ,
                                     output=self.report.binary_stream, say=self.report.say,
-                                    warn=self.report.warn, holder=f"{self.version.name} ({self.request.how})",
+                                    warn=self.report.warn, holder=f"{self.version.name} ({self.request.via})",
                                     check_ini=True, on_point=self.stages.point)
             return
         with self.stages.stage("setup", "Running setup"):

@@ -2,7 +2,7 @@
 on their own socket, untouched by traffic, waiting for a commit or an abort.
 
 Each has a record, ~/run/APP-<rev>.prepared, beside its vassal: the commit it
-was built from and how it is deployed, so that the commit, run later by
+was built from and what deployed it (deploy.log's via), so that the commit, run later by
 another process, finds it again by app and rev and logs it as a push would.
 The record is written and removed with the app's deploy lock held; the next
 deploy's recovery removes a candidate (and its record) that nobody committed
@@ -21,7 +21,7 @@ from .layout import REV_LENGTH
 class Prepared:
     version: object     # layout.Version
     commit: str         # the full commit the candidate was checked out from
-    how: str            # what deploy.log will say deployed it (via=)
+    via: str            # what deploy.log will say deployed it (via=)
     since: float        # time.time() when it was prepared
 
     @property
@@ -29,11 +29,11 @@ class Prepared:
         return max(0.0, time.time() - self.since)
 
 
-def write_record(version, commit, how):
+def write_record(version, commit, via):
     """Record version as prepared (mode 0600, like everything in run/)."""
     fd = os.open(version.prepared_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as stream:
-        json.dump({"commit": commit, "how": how, "since": time.time()}, stream)
+        json.dump({"commit": commit, "via": via, "since": time.time()}, stream)
         stream.write("\n")
 
 
@@ -43,7 +43,7 @@ def read_record(version):
     try:
         with open(version.prepared_file) as stream:
             fields = json.load(stream)
-        return Prepared(version, str(fields["commit"]), str(fields["how"]), float(fields["since"]))
+        return Prepared(version, str(fields["commit"]), str(fields["via"]), float(fields["since"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

@@ -1,6 +1,6 @@
 """~/deploy.log: one line per successful deploy, oldest first.
 
-    APP-<rev> YYYY-MM-DD HH:MM:SS commit=<sha|-> via=<how> seconds=<s> previous=<APP-rev|-> [unfinished=<stages>]
+    APP-<rev> YYYY-MM-DD HH:MM:SS commit=<sha|-> via=<what deployed it> seconds=<s> previous=<APP-rev|-> [unfinished=<stages>]
 
 The first two fields say what went live and when; the rest are key=value
 fields a script can parse. `via` is push, deploy-version, rollback

@@ -151,7 +151,7 @@ class AppState:
         self.logged = {e.name: (e.time, i) for i, e in enumerate(self.history.entries)}
         self.versions = versions_on_disk(app)
         self.holder = holder_of(app.lock_file) if holder is Ellipsis else holder
-        # a deploy's holder is `APP-<rev> (how)`
+        # a deploy's holder is `APP-<rev> (via)`
         self.deploying = app.version_from_name(self.holder.what.split(" ")[0]) if self.holder else None
         # An app that went live (its links exist) but has no deploy.log
         # entries has lost its log: its versions can only be ranked by

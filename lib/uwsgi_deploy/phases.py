@@ -86,7 +86,7 @@ def commit(app_name, rev, environ=None, out=None):
     version = phase_version(app, rev)
     record = read_record(version)   # None: not prepared, which deploy.commit() refuses (or it is live)
     source = PushedCommit(app.repo, record.commit) if record else None
-    deploy = Deploy(settings, version, record.how if record else FLEET, source, environ, Reporter())
+    deploy = Deploy(settings, version, record.via if record else FLEET, source, environ, Reporter())
     outcome = deploy.commit()
     previous = outcome.previous if outcome.changed else None
     result(out or sys.stdout, version=version.name, switched=outcome.changed, previous=name_of(previous),

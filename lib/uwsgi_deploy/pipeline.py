@@ -63,10 +63,10 @@ class Deploy:
     lock held, when the deploy is refused; after a success the lock outlives
     the deploy until hold_lock_until() is true (git updating the branch)."""
 
-    def __init__(self, settings, version, how, source, environ=None, reporter=None, run_setup=True,
+    def __init__(self, settings, version, via, source, environ=None, reporter=None, run_setup=True,
                  precondition=None, hold_lock_until=None, restart=False, on_refused=None, on_stage=None):
         self.version = version   # as asked; a restart deploys its next run (Target.version)
-        self.request = Request(settings, version.app, how, source,
+        self.request = Request(settings, version.app, via, source,
                                clean_environ(os.environ if environ is None else environ),
                                run_setup and not restart, restart)
         self.precondition, self.on_refused, self.hold_lock_until = precondition, on_refused, hold_lock_until
@@ -98,7 +98,7 @@ class Deploy:
             if self.already_live(target):
                 return Outcome(False, target.previous)
             self.prepare_candidate(target)
-            write_record(target.version, self.request.source.commit, self.request.how)
+            write_record(target.version, self.request.source.commit, self.request.via)
         self.report.stage(f"{target.version.run_name} is prepared: it answers {self.request.settings.ping_path} on "
                           f"{target.version.socket} and takes no traffic until its commit "
                           f"({self.stages.elapsed():.1f} s)")
@@ -137,7 +137,7 @@ class Deploy:
 
     # -- under the lock ----------------------------------------------------------
     def lock(self):
-        holder = f"{self.version.name} ({self.request.how})"
+        holder = f"{self.version.name} ({self.request.via})"
         return DeployLock(self.request.app.lock_file, self.request.settings.lock_timeout, holder, self.report.say)
 
     def begin(self):

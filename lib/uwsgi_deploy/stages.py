@@ -39,14 +39,14 @@ class PushedCommit:
 @dataclass(frozen=True)
 class Request:
     """What one deploy was asked to do; fixed for its whole run.
-    how: what deploy.log says deployed it (push, deploy-version, rollback,
+    via: what deploy.log says deployed it (push, deploy-version, rollback,
     config, fleet); source: a PushedCommit, or None for a version on disk;
     environ: the pusher's environment, cleaned (checkout.clean_environ);
     with_setup: False with --no-setup and for a restart; restart: the live
     version starts again as its next run (a configuration change)."""
     settings: object
     app: object
-    how: str
+    via: str
     source: object
     environ: dict
     with_setup: bool

@@ -99,7 +99,7 @@ class Switch:
             self.stages.point("log")
             source = self.request.source
             commit = source.commit if source else known_commit(self.settings.log_file, self.version)
-            append_entry(self.settings.log_file, self.version, commit, self.request.how,
+            append_entry(self.settings.log_file, self.version, commit, self.request.via,
                          self.stages.elapsed(), self.target.logged_previous, unfinished)
         except Exception as error:
             self.report.warn(f"log: {self.settings.log_file} does not record that {self.version.run_name} "

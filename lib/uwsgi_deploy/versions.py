@@ -34,12 +34,12 @@ def deploy_version(target, prefix=None, previous=False, run_setup=True, environ=
     environ = os.environ if environ is None else environ
     settings = load(environ)
     if previous:
-        version, how = previous_version(App(settings, target)), "rollback"
+        version, via = previous_version(App(settings, target)), "rollback"
     elif prefix is not None:
-        version, how = version_by_prefix(App(settings, target), prefix), "deploy-version"
+        version, via = version_by_prefix(App(settings, target), prefix), "deploy-version"
     else:
-        version, how = version_from_directory(settings, target), "deploy-version"
-    Deploy(settings, version, how, None, environ, run_setup=run_setup).run()
+        version, via = version_from_directory(settings, target), "deploy-version"
+    Deploy(settings, version, via, None, environ, run_setup=run_setup).run()
 
 
 def restart_live(settings, app, environ=None, reporter=None, precondition=None, on_refused=None):
