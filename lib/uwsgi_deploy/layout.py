@@ -76,7 +76,7 @@ PID = r"[0-9]+"
 TEMPORARY_LINK = TemporaryName("{link}.{pid}.new", pid=PID)
 # what a file is written as before it is renamed to NAME: a hidden name the
 # Emperor ignores, .NAME.tmp (vassal.write_vassal_ini), or .NAME.tmp-PID
-# where writers may race (appconfig.write_private)
+# where writers may race (config.write_private)
 HIDDEN_TEMPORARY = TemporaryName(".{name}.tmp")
 HIDDEN_TEMPORARY_PID = TemporaryName(".{name}.tmp-{pid}", pid=PID)
 # in the deploy home, beside ~/APP-<rev>: a checkout being extracted, its

@@ -10,7 +10,7 @@ from hypothesis import given, settings as hypothesis_settings, strategies as st
 
 from conftest import write
 from uwsgi_deploy import DeployError
-from uwsgi_deploy.appconfig import Change, check_value, read_value, with_value, without, write_private
+from uwsgi_deploy.config import Change, check_value, read_value, with_value, without, write_private
 from uwsgi_deploy.envfile import read_env_file
 from uwsgi_deploy.layout import App
 from uwsgi_deploy.report import Reporter
