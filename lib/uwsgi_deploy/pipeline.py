@@ -33,6 +33,7 @@ from .probe import free_loopback_port, wait_for_200
 from .recovery import sweep_app
 from .setup_script import make_executable, run_setup
 from .uwsgi_ini import expand_ini, log_cap_options
+from .uwsgi_options import allowed_options
 from .venv_key import REQUIREMENTS_FILE
 from .venvs import provide as provide_environment
 from .vassal import (died_while_starting, log_tail, remove_vassal, retire_vassal,
@@ -432,7 +433,8 @@ class Deploy:
             logs += log_cap_options(self.version.log, self.version.log_backup, log_cap)
         return expand_ini(self.ini, self.entries, chdir=self.deploy_dir,
                           extra=[("need-app", "true"), *logs,
-                                 ("stats", self.version.stats_socket), listen])
+                                 ("stats", self.version.stats_socket), listen],
+                          allowed=allowed_options(self.settings.ini_allow.split()))
 
     def probe(self):
         """Start the candidate where the probe can reach it: straight on its
