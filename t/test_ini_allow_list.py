@@ -13,6 +13,8 @@ from uwsgi_deploy.envfile import EnvEntry
 from uwsgi_deploy.uwsgi_ini import UwsgiIni, deploy_options
 from uwsgi_deploy.uwsgi_options import check_app_ini
 
+pytestmark = pytest.mark.emperor   # it runs /usr/bin/uwsgi (its parser only)
+
 # What the deployer appends (pipeline.Deploy.vassal_text), as it appends it.
 DEPLOYER = [("chdir", "/srv/app"), ("need-app", "true"), ("logto", "/dev/stderr"),
             ("stats", "/srv/run/app.stats"), ("socket", "/srv/run/app.socket")]
