@@ -27,6 +27,7 @@ from .inventory import History
 from .links import remove_if_exists, switch_symlink
 from .health import watch_health
 from .layout import create_directories
+from .listeners import LinkWatch, check_candidate
 from .lock import DeployLock
 from .paths import tools_first
 from .probe import free_loopback_port, wait_for_200
@@ -285,8 +286,10 @@ class Deploy:
             entries = self.read_env()
             self.setup(entries)
             self.expand(entries)
+            watch = LinkWatch(self.settings, self.app)
             self.probe()
             self.reconfigure()
+            self.inspect(watch)
         except Exception as error:   # whatever it is, the candidate must go
             self.refuse(StageFailed.of(self.current_stage or "deploy", error), previous)
 
@@ -480,6 +483,12 @@ class Deploy:
                 raise DeployError("its workers did not all start accepting requests")
         except DeployError as error:
             raise FailedWithOutput(str(error), log_tail(self.version.log), "the vassal log") from None
+
+    def inspect(self, watch):
+        """What the candidate opened, from /proc (listeners.py)."""
+        with self.stage("inspect", f"Checking what {self.version.run_name} listens on"):
+            processes, sockets = check_candidate(self.settings, self.version, watch)
+            self.report.say(f"{processes} processes, {sockets} sockets: none listens but its own socket and stats")
 
     def abandon_candidate(self):
         """A candidate serves nobody: a short grace, then it is killed (an app
