@@ -15,7 +15,7 @@ from uwsgi_deploy.uwsgi_options import check_app_ini
 
 pytestmark = pytest.mark.emperor   # it runs /usr/bin/uwsgi (its parser only)
 
-# What the deployer appends (pipeline.Deploy.vassal_text), as it appends it.
+# What the deployer appends (candidate.VassalConfig.text), as it appends it.
 DEPLOYER = [("chdir", "/srv/app"), ("need-app", "true"), ("logto", "/dev/stderr"),
             ("stats", "/srv/run/app.stats"), ("socket", "/srv/run/app.socket")]
 
