@@ -218,4 +218,4 @@ def config(app_name, action=None, name=None, environ=None, stdin=None, out=None)
     try:
         change_and_restart(settings, app, Change(app, name, value, report), environ)
     except Unchanged as unchanged:
-        report.stage(unchanged)
+        report.stage(str(unchanged))
