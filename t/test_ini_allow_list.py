@@ -66,7 +66,7 @@ BYPASSES = [
      "option 'processes': '$(...)' and '@(...)' in a value"),
     # placeholders name any option, the deployer's secrets included
     ("[uwsgi]\nprocname-prefix = %%(env)\n", {}, ("procname-prefix", "LC_CTYPE=C.UTF-8"), 2,
-     "option 'procname-prefix': placeholder %(env) is not the app's own"),
+     "option 'procname-prefix': placeholder %(env) would be filled with what the deployer writes"),
     ("[uwsgi]\nprocname-prefix = %%%x(env)\n", {}, ("procname-prefix", "LC_CTYPE=C.UTF-8"), 2,
      "option 'procname-prefix': a %-variable right before '('"),
     ("[uwsgi]\nprocname-prefix = %x(env)\n", {}, ("procname-prefix", "(env)"), 2,
@@ -127,9 +127,34 @@ def test_the_deployers_block_is_what_uwsgi_applies_last(world, text):
     "lazy-apps = true", "master = true", "vacuum = true", "die-on-term = true",
     "single-interpreter = true", "need-app = true", "thunder-lock = true", "listen = 1024",
     "procname-prefix = %(module)-", "add-header = X-Frame-Options: DENY", "log-slow = 500",
+    'logformat = %(addr) - %(user) [%(ltime)] "%(method) %(uri) %(proto)" %(status) %(size) %(msecs)',
 ])
 def test_what_a_web_app_tunes_is_allowed(line):
     check_app_ini(f"[uwsgi]\nmodule = app\n{line}\n", "uwsgi.ini")
+
+
+@pytest.mark.parametrize("name", ["env", "socket", "stats", "logto", "attach-daemon", "set-placeholder",
+                                  "uwsgi_deploy_at", "uwsgi_deploy_dollar"])
+def test_a_placeholder_of_what_the_deployer_writes_is_refused(name):
+    assert refused(f"[uwsgi]\nmodule = app\nprocname-append = -%({name})\n") == (
+        f"uwsgi.ini:3: option 'procname-append': placeholder %({name}) would be filled with what the deployer "
+        "writes (use %(chdir) or an option this file sets)")
+
+
+def test_the_deployer_writes_no_option_the_check_does_not_know(world):
+    """Every option of the deployer's block (as candidate.VassalConfig writes
+    it, log cap and all) is chdir or in DEPLOYER_WRITES, so no placeholder
+    in the app's values can read it."""
+    from types import SimpleNamespace
+    from uwsgi_deploy.candidate import VassalConfig
+    from uwsgi_deploy.uwsgi_options import DEPLOYER_WRITES, read_lines
+    version = SimpleNamespace(log=f"{world}/a.log", log_backup=f"{world}/a.log.1", stats_socket=f"{world}/a.stats")
+    settings = SimpleNamespace(vassal_log_max_mb=1, ini_allow="")
+    ini = write(os.path.join(world, "uwsgi.ini"), "[uwsgi]\nmodule = app\n")
+    text = VassalConfig(settings, version, ini, (EnvEntry("A", "1", "env", 1),), world).text(("socket", "s"))
+    written = {line.key for line in read_lines(text, "x") if line.kind == "option"} - {"module"}
+    assert {"env", "attach-daemon", "stats", "logto", "socket", "set-placeholder"} <= written
+    assert written - DEPLOYER_WRITES == {"chdir"}
 
 
 def test_everything_off_the_list_is_refused_naming_the_setting():

@@ -75,10 +75,14 @@ VALUE_RULES = {
     "plugins": (re.compile(r"python3?[0-9]*(\s*,\s*python3?[0-9]*)*\Z"), "may load only python3"),
     "plugin": (re.compile(r"python3?[0-9]*(\s*,\s*python3?[0-9]*)*\Z"), "may load only python3"),
 }
-# %(name) placeholders a value may use: the deployer's chdir (the version's
-# directory) and options the app may set itself.
+# %(name) is filled with the value of option name wherever the file sets
+# it: the deployer's lines included (their env lines hold the app's
+# secrets). A value may name the deployer's chdir (the version's directory,
+# `virtualenv = %(chdir)/.venv`), options the app sets itself, and names
+# that are no option (uWSGI leaves them be: logformat's %(method), %(uri)),
+# but none of the other options the deployer writes (DEPLOYER_WRITES,
+# checked against what candidate.VassalConfig writes by a test).
 PLACEHOLDER = re.compile(r"%\(([^)]*)\)")
-PLACEHOLDERS_ALLOWED = frozenset({"chdir"})
 
 # What the allow-list refuses, by kind, so that a refusal says why. Options
 # on none of these lists are refused as "not on the allow-list".
@@ -140,6 +144,10 @@ LOGIC_PREFIXES = ("if-", "for", "end")
 ACCESS = frozenset("""
     chmod-socket chmod chown-socket umask master-fifo abstract-socket logfile-chmod logfile-chown
 """.split())
+
+# Every option the deployer's block (uwsgi_ini.deploy_options and
+# candidate.VassalConfig.text) writes, but chdir.
+DEPLOYER_WRITES = OWNED - {"chdir"} | {"env", "set-placeholder", "attach-daemon", "need-app"}
 
 REASONS = [
     (OWNED, "is set by the deployer"),
@@ -245,11 +253,11 @@ def allowed_options(extra=(), source="DEPLOY_INI_ALLOW"):
     return ALLOWED | frozenset(extra)
 
 
-def check_value(key, value, where, allowed=ALLOWED):
+def check_value(key, value, where):
     """Refuse a value uWSGI would expand from elsewhere: `$(VAR)` (whose
     value is expanded again, so `@(...)` in the environment reads a file),
-    `@(file)` (a file, or `@(exec://...)`: a command), and `%(name)` but for
-    chdir and the app's own options. A %-variable (MAGIC here) that could
+    `@(file)` (a file, or `@(exec://...)`: a command), and `%(name)` of an
+    option the deployer writes (but chdir). A %-variable (MAGIC here) that could
     form one of them is refused as well."""
     bare = value.replace(MAGIC, "")
     if "$(" in bare or "@(" in bare:
@@ -259,9 +267,9 @@ def check_value(key, value, where, allowed=ALLOWED):
         raise DeployError(f"{where}: option '{key}': a %-variable right before '(' can form a placeholder; "
                           "write %% for a literal %")
     for name in PLACEHOLDER.findall(bare):
-        if name not in PLACEHOLDERS_ALLOWED and (name not in allowed or refusal(name, allowed)):
-            raise DeployError(f"{where}: option '{key}': placeholder %({name}) is not the app's own "
-                              "(use %(chdir) or an option this file may set)")
+        if name in DEPLOYER_WRITES or name.replace("-", "_").startswith(DEPLOYER_PLACEHOLDERS):
+            raise DeployError(f"{where}: option '{key}': placeholder %({name}) would be filled with what "
+                              f"the deployer writes (use %(chdir) or an option this file sets)")
     rule = VALUE_RULES.get(key)
     if rule and not rule[0].match(value.strip(STRIPPED)):
         raise DeployError(f"{where}: option '{key}' {rule[1]}")
@@ -303,6 +311,6 @@ def check_app_ini(text, path, allowed=ALLOWED):
         if reason:
             ask = ", or ask the server's operator to allow it (DEPLOY_INI_ALLOW)" if reason == NOT_LISTED else ""
             raise DeployError(f"{where}: option '{line.key}' {reason}; remove it{ask}")
-        check_value(line.key, line.value, where, allowed)
+        check_value(line.key, line.value, where)
     if not found_section:
         raise DeployError(f"{path}: no [{SECTION}] section")
