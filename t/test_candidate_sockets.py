@@ -143,3 +143,37 @@ def test_findings_name_what_listens_and_nothing_else(tmp_path):
 def test_inet_address_reads_the_kernels_byte_order():
     assert inet_address("0100007F:1F90") == ("127.0.0.1", 8080)
     assert inet_address("00000000000000000000000001000000:0050") == ("::1", 80)
+
+
+def test_link_watch_tells_a_takeover_from_another_deploy(tmp_path):
+    from types import SimpleNamespace
+    from uwsgi_deploy.layout import App
+    from uwsgi_deploy.listeners import LinkWatch
+    run = tmp_path / "run"
+    run.mkdir()
+    for app, rev in (("app", "a" * 12), ("b", "b" * 12), ("c", "c" * 12), ("d", "d" * 12), ("e", "e" * 12)):
+        os.symlink(f"{app}-{rev}.socket", run / f"{app}.socket")
+    settings = SimpleNamespace(run_dir=str(run), home=str(tmp_path))
+    watch = LinkWatch(settings, App(settings, "app"))
+    assert sorted(watch.before) == ["b.socket", "c.socket", "d.socket", "e.socket"]   # not its own app's
+    os.unlink(run / "app.socket")                                # its own app's: not watched
+    os.unlink(run / "b.socket")
+    os.symlink(f"b-{'1' * 12}.1.socket", run / "b.socket")      # another deploy of b: fine
+    os.unlink(run / "c.socket")
+    os.symlink(f"c-d-{'1' * 12}.socket", run / "c.socket")      # app c-d's socket, not c's
+    os.unlink(run / "d.socket")
+    taken = socket.socket(socket.AF_UNIX)
+    taken.bind(str(run / "d.socket"))                           # what `socket = .../d.socket` did
+    os.unlink(run / "e.socket")                                 # gone
+    try:
+        changed = watch.changed()
+        assert changed == {
+            "c.socket": f"{run}/c.socket (was -> c-{'c' * 12}.socket, now leads to c-d-{'1' * 12}.socket)",
+            "d.socket": f"{run}/d.socket (was -> d-{'d' * 12}.socket, now a socket)",
+            "e.socket": f"{run}/e.socket (was -> e-{'e' * 12}.socket, gone)"}
+        watch.restore(changed)
+        assert watch.changed() == {}
+        assert os.readlink(run / "b.socket") == f"b-{'1' * 12}.1.socket"   # left as the other deploy made it
+        assert os.readlink(run / "d.socket") == f"d-{'d' * 12}.socket"
+    finally:
+        taken.close()

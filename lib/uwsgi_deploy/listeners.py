@@ -26,6 +26,7 @@ import stat
 import struct
 
 from . import DeployError
+from .layout import REV_LENGTH
 from .links import switch_symlink
 from .stats import read_stats, vassal_state
 from .vassal import kill_pids
@@ -195,36 +196,32 @@ class LinkWatch:
                     pass
         return links
 
-    def restore(self):
-        """Put back the links changed() names, as they were."""
-        for name, target in self.before.items():
+    def restore(self, names):
+        """Put back the links names (from changed()) as they were."""
+        for name in names:
             path = os.path.join(self.run_dir, name)
-            try:
-                if os.readlink(path) == target:
-                    continue
-            except OSError:
-                pass
             if not os.path.isdir(path):
-                switch_symlink(path, target)
+                switch_symlink(path, self.before[name])
 
     def changed(self):
-        """Other apps' links that are no longer links to one of their app's
-        sockets: ['run/B.socket (was B-<rev>.socket, now a socket)', ...].
-        A link another deploy switched (to B-<other rev>.socket) is fine."""
-        changed = []
+        """{name: what happened} of the other apps' links that no longer lead
+        to one of their own app's sockets. A link another deploy switched
+        meanwhile (to OTHER-<rev>[.N].socket) has not changed."""
+        changed = {}
         for name, target in sorted(self.before.items()):
             path = os.path.join(self.run_dir, name)
-            app = name[:-len(".socket")]
+            own = re.compile(re.escape(name[:-len(".socket")]) + r"-[0-9a-f]{%d}(\.[1-9][0-9]*)?\.socket\Z"
+                             % REV_LENGTH)
             try:
                 now = os.readlink(path)
-                if now == target or (now.startswith(f"{app}-") and now.endswith(".socket") and "/" not in now):
+                if now == target or own.match(now):
                     continue
                 what = f"now leads to {now}"
             except FileNotFoundError:
                 what = "gone"
             except OSError:
                 what = "now a socket" if _is_socket(path) else "no longer a link"
-            changed.append(f"{path} (was -> {target}, {what})")
+            changed[name] = f"{path} (was -> {target}, {what})"
         return changed
 
 
@@ -244,9 +241,9 @@ def check_candidate(settings, version, watch):
     taken = watch.changed()
     problems = []
     if taken:
-        watch.restore()
+        watch.restore(taken)
         problems.append(f"another app's live link changed while {version.run_name} started: "
-                        + "; ".join(taken) + " (put back)")
+                        + "; ".join(taken.values()) + " (put back)")
     if found:
         problems.append(f"{version.run_name} opened what nginx does not reach: " + "; ".join(found))
     if problems:
