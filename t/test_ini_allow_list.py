@@ -182,6 +182,10 @@ def test_the_operator_widens_the_list_in_deploy_conf_but_never_with_what_undoes_
             allowed_options(["route", name])
         assert str(caught.value).startswith(f"DEPLOY_INI_ALLOW: option '{name}' {why}"), caught.value
         assert str(caught.value).endswith(": it cannot be allowed")
+    assert {"forkptyrouter", "force-cwd"} <= allowed_options(["forkptyrouter", "force-cwd"])   # not "for" logic
+    for logic in ("for", "for-glob", "endfor", "end-if", "if-not-env"):
+        with pytest.raises(DeployError):
+            allowed_options([logic])
     write(conf, "DEPLOY_INI_ALLOW=socket\n")
     result = run_tool("uwsgi-ini-expand", ini, env=dict(env, DEPLOY_CONFIG=conf))
     assert result.returncode == 1

@@ -136,8 +136,8 @@ INCLUDE_PREFIXES = ("emperor", "vassals-")
 # uWSGI's configuration language: `set` names an option from a value (where
 # %-variables and placeholders make any name), if-* skips lines (an unclosed
 # one skips everything after it), for* repeats them.
-LOGIC = frozenset("set set-placeholder set-ph get unenv blacklist whitelist".split())
-LOGIC_PREFIXES = ("if-", "for", "end")
+LOGIC = frozenset("set set-placeholder set-ph get unenv blacklist whitelist for".split())
+LOGIC_PREFIXES = ("if-", "for-", "end")
 
 # Options that change who may connect to the app's sockets, control it
 # (a FIFO that takes master commands) or read its log.
