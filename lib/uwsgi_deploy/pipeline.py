@@ -26,6 +26,7 @@ from .envfile import check_server_side, read_env_files
 from .inventory import History
 from .links import remove_if_exists, switch_symlink
 from .health import watch_health
+from .traffic import LOG_OPTIONS as REQUEST_LOG_OPTIONS, TrafficWatch
 from .layout import create_directories
 from .lock import DeployLock
 from .paths import tools_first
@@ -425,14 +426,15 @@ class Deploy:
     def vassal_text(self, listen):
         """The vassal ini: the user's, expanded, with where it listens and logs.
         need-app makes a failed import kill the vassal instead of serving 500s;
-        the daemon that caps the log runs under (and turns on) the master."""
+        the daemon that caps the log runs under (and turns on) the master;
+        each request is logged in the form the watch reads (traffic.py)."""
         log_cap = self.settings.vassal_log_max_mb * 1024 * 1024
         logs = [("logto", self.version.log)]
         if log_cap:
             logs += log_cap_options(self.version.log, self.version.log_backup, log_cap)
         return expand_ini(self.ini, self.entries, chdir=self.deploy_dir,
                           extra=[("need-app", "true"), *logs,
-                                 ("stats", self.version.stats_socket), listen])
+                                 ("stats", self.version.stats_socket), listen], raw=REQUEST_LOG_OPTIONS)
 
     def probe(self):
         """Start the candidate where the probe can reach it: straight on its
@@ -499,16 +501,19 @@ class Deploy:
         with self.stage("switch", f"Switching {self.app.live_socket} to {self.version.run_name}"):
             self.switched = True     # first: a signal from here on must not abandon it
             switch_symlink(self.app.live_socket, self.version.socket)
-            self.live_at = time.monotonic()
+            self.live_at, self.live_since = time.monotonic(), time.time()
 
     def watch(self):
         """For DEPLOY_WATCH seconds after the switch, the old version still
-        running, judge the new one's health (see health.py): a busy version
-        passes, a broken one is switched back."""
+        running, judge the new one's health (see health.py) and its traffic
+        against the old one's (traffic.py): a busy version passes, a broken
+        or clearly worse one is switched back."""
         if self.settings.watch <= 0:
             return
         with self.stage("watch", f"Watching {self.version.run_name} for {self.settings.watch:g} s"):
-            watch_health(self.settings, self.version, self.settings.watch, self.report.say)
+            traffic = TrafficWatch(self.settings, self.version, self.previous, self.live_since, self.report.say)
+            watch_health(self.settings, self.version, self.settings.watch, self.report.say, traffic)
+            traffic.finish()
 
     def switch_back(self, previous):
         """The watch failed: traffic goes back to the previous version at once

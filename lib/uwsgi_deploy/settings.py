@@ -52,6 +52,21 @@ SETTINGS = (
     Setting("drain_timeout", "30", float, "seconds to let the old version finish its requests"),
     Setting("watch", "3", float,
             "seconds the new version is watched after the switch, the old one kept ready (0: off)"),
+    Setting("watch_min_requests", "50", int,
+            "requests (besides /ping) each side needs before the watch judges the new version's traffic"
+            " against the old one's"),
+    Setting("watch_5xx", "1", float,
+            "the watch refuses a version whose 5xx rate is this many percentage points above the old one's"
+            " (and beyond chance; 0: not judged)"),
+    Setting("watch_slower", "2", float,
+            "the watch refuses a version whose p50 or p95 on a path is this many times the old one's ..."
+            " (0: not judged)"),
+    Setting("watch_slower_ms", "10", float, "... and at least this many milliseconds more"),
+    Setting("watch_baseline", "300", float,
+            "seconds of the old version's traffic before the switch that the new version is compared with"),
+    Setting("watch_max", "30", float,
+            "seconds the watch may run past DEPLOY_WATCH while it has too few requests and the old"
+            " version's traffic says more are coming"),
     Setting("lock_timeout", "600", float, "seconds a deploy waits for another deploy of the app"),
     Setting("keep", "4", int, "versions deploy-cleanup keeps by default"),
     Setting("push_max_mb", "500", int,
