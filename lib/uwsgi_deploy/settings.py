@@ -59,7 +59,7 @@ SETTINGS = (
             "the watch refuses a version whose 5xx rate is this many percentage points above the old one's"
             " (and beyond chance; 0: not judged)"),
     Setting("watch_slower", "2", float,
-            "the watch refuses a version whose p50 or p95 on a path is this many times the old one's ..."
+            "the watch refuses a version whose p50 on a path is this many times the old one's ..."
             " (0: not judged)"),
     Setting("watch_slower_ms", "10", float, "... and at least this many milliseconds more"),
     Setting("watch_baseline", "300", float,

@@ -15,10 +15,14 @@ The judgement (judge) compares like with like:
 - 5xx: the new version's rate against the old one's, refused when it is at
   least DEPLOY_WATCH_5XX percentage points higher AND the excess is beyond
   chance (the new count has probability < ALPHA under the old rate);
-- latency, per path (query strings dropped): p50 and p95 of each path that
-  has enough requests on both sides; slower is at least DEPLOY_WATCH_SLOWER
+- latency, per path (query strings dropped): the p50 of each path that has
+  enough requests on both sides; slower is at least DEPLOY_WATCH_SLOWER
   times AND DEPLOY_WATCH_SLOWER_MS more. Slow requests that fill every
   worker are the same path on both sides, so they compare with themselves.
+  The p95 is reported, not judged: on a shared 2-core machine a healthy
+  version's p95 of a 5-ms path was measured at 72 ms in one window and 6 ms
+  in the next (other processes took the CPU), which would refuse healthy
+  pushes; the p50 of the same windows moved by 1 ms.
 Requests to DEPLOY_PING_PATH are not traffic: the watch sends them itself.
 Too few requests (under DEPLOY_WATCH_MIN_REQUESTS on either side) judge
 nothing; the watch says so and keeps its other checks."""
@@ -37,7 +41,6 @@ LOG_OPTIONS = (("disable-logging", "false"), ("logformat", LOG_FORMAT))
 
 ALPHA = 0.001               # chance a healthy version's 5xx count is taken for a worse one
 PATH_MIN_REQUESTS = 20      # requests a path needs on each side for its p50 to count
-P95_MIN_REQUESTS = 100      # ... and for its p95
 BASELINE_BYTES = 4 << 20    # read at most this much of the old version's log (~80,000 requests)
 BASELINE_MAX_REQUESTS = 20000
 LOOK_EVERY = 0.5            # seconds between reads of the new version's log
@@ -230,13 +233,12 @@ def slower_paths(before, after, limits):
         return found
     for path, new in after.times.items():
         old = before.times.get(path, [])
-        for name, fraction, needed in (("p50", 0.5, PATH_MIN_REQUESTS), ("p95", 0.95, P95_MIN_REQUESTS)):
-            if len(new) < needed or len(old) < needed:
-                continue
-            was, now = percentile(old, fraction), percentile(new, fraction)
-            if now >= limits.slower * max(was, 1) and now - was >= limits.slower_ms * 1000:
-                found.append((now / max(was, 1), f"{path} {name} {ms(now)} ({len(new)} requests) "
-                                                 f"vs {ms(was)} before ({len(old)}), {now / max(was, 1):.1f}x"))
+        if len(new) < PATH_MIN_REQUESTS or len(old) < PATH_MIN_REQUESTS:
+            continue
+        was, now = percentile(old, 0.5), percentile(new, 0.5)
+        if now >= limits.slower * max(was, 1) and now - was >= limits.slower_ms * 1000:
+            found.append((now / max(was, 1), f"{path} p50 {ms(now)} ({len(new)} requests) "
+                                             f"vs {ms(was)} before ({len(old)}), {now / max(was, 1):.1f}x"))
     return sorted(found, reverse=True)
 
 
