@@ -350,6 +350,9 @@ class Deploy:
         extra = f", setup {setup:.1f} s" if setup is not None else ""
         watched = self.report.durations.get("watch")
         after = f", then watched it {watched:.1f} s" if watched is not None else ""
+        if self.app.in_maintenance:
+            return (f"-----> {self.version.run_name} is live behind the maintenance page: it serves after "
+                    f"`deploy-maintenance {self.app.name} off` ({total:.1f} s in all{extra})")
         return (f"-----> {self.version.run_name} is live: serving {self.live_at - self.started:.2f} s into "
                 f"the deploy{after} ({total:.1f} s in all{extra})")
 
@@ -498,9 +501,13 @@ class Deploy:
 
     # -- the switch and after: the new version is live -----------------------
     def switch(self):
-        with self.stage("switch", f"Switching {self.app.live_socket} to {self.version.run_name}"):
+        link = self.app.version_link   # during maintenance, the link behind the page
+        with self.stage("switch", f"Switching {link} to {self.version.run_name}"):
             self.switched = True     # first: a signal from here on must not abandon it
-            switch_symlink(self.app.live_socket, self.version.socket)
+            switch_symlink(link, self.version.socket)
+            if link != self.app.live_socket:
+                self.report.say(f"{self.app.name} is in maintenance: {self.version.run_name} takes no traffic "
+                                f"until `deploy-maintenance {self.app.name} off`")
             self.live_at, self.live_since = time.monotonic(), time.time()
 
     def watch(self):
@@ -511,9 +518,11 @@ class Deploy:
         if self.settings.watch <= 0:
             return
         with self.stage("watch", f"Watching {self.version.run_name} for {self.settings.watch:g} s"):
-            traffic = TrafficWatch(self.settings, self.version, self.previous, self.live_since, self.report.say)
+            traffic = (None if self.app.in_maintenance else   # then no request reaches it
+                       TrafficWatch(self.settings, self.version, self.previous, self.live_since, self.report.say))
             watch_health(self.settings, self.version, self.settings.watch, self.report.say, traffic)
-            traffic.finish()
+            if traffic:
+                traffic.finish()
 
     def switch_back(self, previous):
         """The watch failed: traffic goes back to the previous version at once
@@ -522,10 +531,10 @@ class Deploy:
         no request that reached it is cut."""
         self.abandoning = True
         if previous is not None:
-            switch_symlink(self.app.live_socket, previous.socket)
+            switch_symlink(self.app.version_link, previous.socket)
             self.report.warn(f"switched back to {previous.run_name}")
         else:
-            remove_if_exists(self.app.live_socket)
+            remove_if_exists(self.app.version_link)
 
     def retire_served(self, version):
         """Remove a version that took traffic, once its queue is empty and no

@@ -10,7 +10,7 @@ resurrects a stale candidate."""
 import os
 import shutil
 
-from . import DeployError
+from . import DeployError, maintenance
 from .inventory import apps_on_disk, hidden_work_files, prepared_records, socket_files
 from .layout import App
 from .links import remove_if_exists
@@ -53,6 +53,8 @@ def sweep_app(settings, app, say=None, emperor_running=True):
         # a prepared candidate's record: its vassal was removed above
         if run.run_name != live_run:
             remove_if_exists(path)
+    if emperor_running:
+        maintenance.sweep(settings, app, say)
 
 
 def sweep_all(settings, say=None):

@@ -5,10 +5,12 @@ come from inventory.py, as deploy-cleanup's do."""
 import json
 import os
 import sys
+import time
 
 from .deploylog import TIME_FORMAT
 from .inventory import AppState, selected_apps
 from .layout import App
+from .maintenance import state as maintenance_state
 from .probe import probe_once
 from .settings import load
 from .venv_key import KEY_LENGTH
@@ -39,6 +41,7 @@ def app_facts(app, settings):
         "recent": [{"version": e.name, "time": _time(e.time), "via": e.via, "commit": e.commit}
                    for e in reversed(state.history.entries[-RECENT:])],
         "deploying": state.deploying.name if state.deploy_running and state.deploying else None,
+        "maintenance": maintenance_state(app),
     }
 
 
@@ -51,6 +54,12 @@ def render_text(facts, settings):
         lines.append(f"  ping      {answer}: GET {settings.ping_path} on {App(settings, facts['name']).live_socket}")
     else:
         lines.append("  live      none")
+    if facts["maintenance"]:
+        since = facts["maintenance"]["since"]
+        since = f" since {time.strftime(TIME_FORMAT, time.localtime(since))}" if isinstance(since, (int, float)) else ""
+        message = facts["maintenance"]["message"]
+        lines.append(f"  maintenance on{since}: every request gets 503"
+                     + (f" ({message!r})" if message else "") + f" (deploy-maintenance {facts['name']} off)")
     if facts["deploying"]:
         lines.append(f"  deploying {facts['deploying']}")
     rows = facts["versions"]
