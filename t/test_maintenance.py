@@ -5,8 +5,12 @@ behind the page and says so; off, the new version serves; no connection
 error at any point."""
 import threading
 
-from conftest import run_tool
+import pytest
+
+from conftest import must_fail, run_tool
 from load import BUSY_INI, LoadLoop
+
+pytestmark = [pytest.mark.emperor, pytest.mark.load]
 
 MESSAGE = 'Back <soon> & "later"'
 
@@ -77,8 +81,8 @@ def test_bad_messages_are_refused_and_nothing_changes(server):
     assert server.push().returncode == 0
     for message, why in (("a\nb", "control characters"), ("x" * 501, "501 characters; at most 500")):
         result = maintenance(server, "on", "--message", message)
-        assert result.returncode == 1 and result.stderr.startswith(f"deploy-maintenance: --message: {why}")
+        must_fail(result, 1, f"deploy-maintenance: --message: {why}")
         assert result.stderr.count("\n") == 1, result.stderr
-    assert maintenance(server, "on", "--retry-after", "-1").returncode == 1
+    must_fail(maintenance(server, "on", "--retry-after", "-1"), 1, "deploy-maintenance: --retry-after: -1 seconds")
     assert not server.app("app").in_maintenance and server.get("/").text == "v1"
     assert not any("maintenance" in name for name in server.vassal_inis() + server.run_files(""))

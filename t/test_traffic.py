@@ -5,6 +5,7 @@ import os
 import random
 import time
 
+import pytest
 import requests
 
 from conftest import write
@@ -176,6 +177,7 @@ def test_the_watch_refuses_as_soon_as_the_5xx_are_clearly_worse(tmp_path):
         raise AssertionError("not refused")
 
 
+@pytest.mark.emperor
 def test_real_uwsgi_writes_the_request_lines_the_watch_reads(world, uwsgi_runner):
     """The deployer's lines, as the vassal gets them, on a real uWSGI whose
     app turned request logging off and set its own format: each request is

@@ -5,8 +5,12 @@ times slower, on a real path is switched back, losing nothing beyond the
 500s it served itself; healthy versions under the same load go live."""
 import os
 
+import pytest
+
 from load import BUSY_INI, BusyLoad
 from test_watch_under_load import commit_broken, refused_and_switched_back
+
+pytestmark = [pytest.mark.emperor, pytest.mark.load]
 
 # 5% of the requests to / answer 500 (each worker counts its own); /ping is fine
 FIVE_PERCENT_500 = '''from app_base import application as base
