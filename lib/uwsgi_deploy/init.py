@@ -2,6 +2,7 @@
 operator commands over ssh (~/git-shell-commands), plus the lines the
 operator needs next (the git remote, the nginx site)."""
 import getpass
+import math
 import os
 import socket
 
@@ -14,10 +15,18 @@ from .shell_commands import DIRECTORY, account_home, install_shell_commands
 
 
 def render_nginx_site(app, listen="80", server_name=None):
+    """The site: an upstream of the live socket and the canary link, weighted
+    by DEPLOY_CANARY_SHARE (canary.py), and a server passing every request to it."""
     with open(share("nginx-site.conf")) as stream:
         template = stream.read()
-    return (template.replace("@APP@", app.name).replace("@SOCKET@", app.live_socket)
-            .replace("@LISTEN@", str(listen)).replace("@SERVER_NAME@", server_name or app.name))
+    share_ = app.settings.canary_share
+    divisor = math.gcd(share_, 100)
+    values = {"@APP@": app.name, "@CANARY_SOCKET@": app.canary_link, "@SOCKET@": app.live_socket,
+              "@LIVE_WEIGHT@": str((100 - share_) // divisor), "@CANARY_WEIGHT@": str(share_ // divisor),
+              "@CANARY_SHARE@": str(share_), "@LISTEN@": str(listen), "@SERVER_NAME@": server_name or app.name}
+    for name, value in values.items():
+        template = template.replace(name, value)
+    return template
 
 
 def wire_hook(repo, hook_source):
@@ -39,7 +48,8 @@ def receive_limits(settings):
     verified (a malformed object is refused), the pack is bounded in size,
     and objects are written private whatever umask the ssh session has."""
     return {"receive.fsckObjects": "true", "core.sharedRepository": "0640",
-            "receive.maxInputSize": f"{settings.push_max_mb}m"}   # 0: no limit
+            "receive.maxInputSize": f"{settings.push_max_mb}m",   # 0: no limit
+            "receive.advertisePushOptions": "true"}   # git push -o canary (canary.py)
 
 
 def init_app(name, branch, hook_source, out, environ=None):

@@ -155,6 +155,12 @@ class App:
         return os.path.join(self.settings.run_dir, self.name + ".behind.socket")
 
     @property
+    def canary_link(self):
+        """~/run/APP.canary.socket: the nginx site's second server (canary.py);
+        it points where ~/run/APP.socket does, except while a canary runs."""
+        return os.path.join(self.settings.run_dir, self.name + ".canary.socket")
+
+    @property
     def in_maintenance(self):
         try:
             return os.readlink(self.live_socket) == os.path.basename(self.maintenance_socket)
@@ -211,7 +217,7 @@ class App:
         """(directory, pattern) of the fresh symlinks a deploy of this app
         renames over ~/APP and ~/run/APP.socket (temporary_link, any pid)."""
         return [(os.path.dirname(link), re.compile(re.escape(os.path.basename(link)) + r"\.[0-9]+\.new\Z"))
-                for link in (self.home_link, self.live_socket, self.behind_link)]
+                for link in (self.home_link, self.live_socket, self.behind_link, self.canary_link)]
 
     def version(self, rev):
         return Version(self, rev[:REV_LENGTH])

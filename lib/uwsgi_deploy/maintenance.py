@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 
 from . import DeployError
+from .canary import follow as follow_canary_link
 from .inventory import selected_apps
 from .layout import create_directories, hidden_temporary
 from .links import remove_if_exists, switch_symlink
@@ -150,6 +151,7 @@ def turn_on(settings, app, message, retry_after, say):
     else:
         remove_if_exists(app.behind_link)
     switch_symlink(app.live_socket, run.socket)
+    follow_canary_link(app)
     behind = (f"{live.run_name} keeps running behind it and finishes what it accepted" if live
               else "no version was live")
     say(f"{app.name} is in maintenance: every request gets 503 (Retry-After: {retry_after}); {behind}")
@@ -169,6 +171,7 @@ def turn_off(settings, app, say):
         switch_symlink(app.live_socket, live.socket)
     else:
         remove_if_exists(app.live_socket)
+    follow_canary_link(app)
     remove_if_exists(app.behind_link)
     remove_if_exists(run.record)
     say(f"{app.name} is out of maintenance: " + (f"{live.run_name} serves" if live else "no version is live"))

@@ -26,6 +26,8 @@ from .envfile import check_server_side, read_env_files
 from .inventory import History
 from .links import remove_if_exists, switch_symlink
 from .health import watch_health
+from . import canary as canaries
+from .canary import follow as follow_canary_link
 from .traffic import LOG_OPTIONS as REQUEST_LOG_OPTIONS, TrafficWatch
 from .layout import create_directories
 from .lock import DeployLock
@@ -112,10 +114,12 @@ class Deploy:
     stage like any error."""
 
     def __init__(self, settings, version, how, source, environ=None, reporter=None, run_setup=True,
-                 precondition=None, hold_lock_until=None, restart=False, on_refused=None, on_stage=None):
+                 precondition=None, hold_lock_until=None, restart=False, on_refused=None, on_stage=None,
+                 canary=0):
         self.settings, self.version, self.app = settings, version, version.app
         self.how, self.source, self.run_setup = how, source, run_setup and not restart
         self.restart = restart
+        self.canary_seconds = canary   # a canary this long before the switch (canary.py)
         self.precondition = precondition   # checked once the lock is held
         self.on_refused = on_refused       # called, lock held, when the deploy is refused
         self.hold_lock_until = hold_lock_until   # after success, the lock outlives us until this
@@ -300,8 +304,9 @@ class Deploy:
         raise failure from None
 
     def commit_candidate(self, previous):
-        """switch, watch (a broken version is switched back and the push
-        refused), retire the previous version, link."""
+        """canary (when asked), switch, watch (a broken version is switched
+        back and the push refused), retire the previous version, link."""
+        self.canary(previous)
         try:
             self.switch()   # an exception in it comes before the rename: nothing switched
         except Exception as error:
@@ -499,13 +504,52 @@ class Deploy:
                              "the next deploy will")
         return existed
 
+    # -- a canary: the new version takes a share of the clients first ----------
+    def canary(self, previous):
+        """With a canary asked for: the canary link points at the new version
+        for that long, judged against the live one in the same seconds; when
+        it fails (or is aborted by hand) the link goes back, the new version
+        finishes what it accepted and stops, and the push is refused."""
+        seconds = self.canary_seconds
+        if not seconds:
+            return
+        if previous is None or self.app.in_maintenance:
+            why = "no version is live" if previous is None else f"{self.app.name} is in maintenance"
+            self.report.line(f"-----> No canary: {why}")
+            return
+        share = self.settings.canary_share
+        try:
+            with self.stage("canary", f"Canary: {self.version.run_name} takes the clients of {share}% of "
+                                      f"addresses for {seconds:g} s, {previous.run_name} the others"):
+                canaries.write_record(self.app, self.version, seconds, share)
+                since = time.time()
+                switch_symlink(self.app.canary_link, self.version.socket)
+                traffic = canaries.CanaryTraffic(self.settings, self.app, self.version, previous, since, seconds,
+                                                 share, self.report.say)
+                watch_health(self.settings, self.version, seconds, self.report.say, traffic)
+                traffic.finish()
+        except Exception as error:
+            self.abandoning = True
+            failure = StageFailed.of("canary", error)
+            follow_canary_link(self.app)
+            self.report_failure(failure)
+            self.report.warn(f"the canary is over: every client is back on {previous.run_name}")
+            self.retire_served(self.version)
+            self.report_not_deployed(previous)
+            raise failure from None
+        finally:
+            remove_if_exists(canaries.record_path(self.app))
+            remove_if_exists(canaries.abort_flag(self.app))
+
     # -- the switch and after: the new version is live -----------------------
     def switch(self):
         link = self.app.version_link   # during maintenance, the link behind the page
         with self.stage("switch", f"Switching {link} to {self.version.run_name}"):
             self.switched = True     # first: a signal from here on must not abandon it
             switch_symlink(link, self.version.socket)
-            if link != self.app.live_socket:
+            if link == self.app.live_socket:
+                follow_canary_link(self.app)
+            else:
                 self.report.say(f"{self.app.name} is in maintenance: {self.version.run_name} takes no traffic "
                                 f"until `deploy-maintenance {self.app.name} off`")
             self.live_at, self.live_since = time.monotonic(), time.time()
@@ -535,6 +579,7 @@ class Deploy:
             self.report.warn(f"switched back to {previous.run_name}")
         else:
             remove_if_exists(self.app.version_link)
+        follow_canary_link(self.app)
 
     def retire_served(self, version):
         """Remove a version that took traffic, once its queue is empty and no

@@ -212,7 +212,7 @@ class Verdict:
     measured: str       # both sides' figures, for the pusher
 
 
-def error_verdict(before, after, limits):
+def error_verdict(before, after, limits, than="before"):
     """Why after's 5xx are clearly worse than before's, or ''."""
     if not limits.max_5xx_rise or after.errors == 0:
         return ""
@@ -222,11 +222,11 @@ def error_verdict(before, after, limits):
     expected = (before.errors + 1) / (before.total + 2)
     if rise * 100 >= limits.max_5xx_rise and binomial_tail(after.errors, after.total, expected) < ALPHA:
         return (f"5xx {pct(after.rate)} ({after.errors} of {after.total} requests) "
-                f"vs {pct(before.rate)} before ({before.errors} of {before.total})")
+                f"vs {pct(before.rate)} {than} ({before.errors} of {before.total})")
     return ""
 
 
-def slower_paths(before, after, limits):
+def slower_paths(before, after, limits, than="before"):
     """[(how much slower, text)] for each path clearly slower after."""
     found = []
     if not limits.slower:
@@ -238,13 +238,13 @@ def slower_paths(before, after, limits):
         was, now = percentile(old, 0.5), percentile(new, 0.5)
         if now >= limits.slower * max(was, 1) and now - was >= limits.slower_ms * 1000:
             found.append((now / max(was, 1), f"{path} p50 {ms(now)} ({len(new)} requests) "
-                                             f"vs {ms(was)} before ({len(old)}), {now / max(was, 1):.1f}x"))
+                                             f"vs {ms(was)} {than} ({len(old)}), {now / max(was, 1):.1f}x"))
     return sorted(found, reverse=True)
 
 
-def summary(before, after):
+def summary(before, after, than="before"):
     """`5xx 0.0% (412 requests) vs 0.1% (1803) before; p50 1.2 ms vs 1.1 ms, p95 ...`"""
-    text = f"5xx {pct(after.rate)} ({after.total} requests) vs {pct(before.rate)} ({before.total}) before"
+    text = f"5xx {pct(after.rate)} ({after.total} requests) vs {pct(before.rate)} ({before.total}) {than}"
     new, old = after.all_times(), before.all_times()
     if new and old:
         text += (f"; p50 {ms(percentile(new, 0.5))} vs {ms(percentile(old, 0.5))}, "
@@ -252,14 +252,15 @@ def summary(before, after):
     return text
 
 
-def judge(before, after, limits, latency=True):
-    """A Verdict on after (the new version's Traffic) against before."""
-    measured = summary(before, after)
+def judge(before, after, limits, latency=True, than="before"):
+    """A Verdict on after (the new version's Traffic) against before (than
+    says what before was, in the texts)."""
+    measured = summary(before, after, than)
     if after.total < limits.min_requests or before.total < limits.min_requests:
         return Verdict(False, "", measured)
-    broken = error_verdict(before, after, limits)
+    broken = error_verdict(before, after, limits, than)
     if not broken and latency:
-        slower = slower_paths(before, after, limits)
+        slower = slower_paths(before, after, limits, than)
         if slower:
             broken = "slower: " + slower[0][1] + (f" (and {len(slower) - 1} more)" if len(slower) > 1 else "")
     return Verdict(True, broken, measured)
