@@ -68,7 +68,7 @@ def assert_refused_and_v1_serves(server, result, stage, v1):
     assert server.get("/").text == "v1"
     assert server.vassal_inis() == [f"app-{v1}.ini"]
     server.wait_emperor_vassals([f"app-{v1}.ini"])
-    assert server.run_files(".socket") == sorted(["app.socket", f"app-{v1}.socket"])
+    assert server.run_files(".socket") == sorted(["app.socket", "app.canary.socket", f"app-{v1}.socket"])
     assert os.readlink(server.app("app").home_link) == f"app-{v1}"
     assert len(deploy_log_lines(server)) == 1
 

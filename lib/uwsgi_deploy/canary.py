@@ -23,6 +23,7 @@ import os
 import time
 
 from . import DeployError
+from .health import watch_health
 from .layout import hidden_temporary
 from .links import remove_if_exists, switch_symlink
 from .traffic import Limits, LogFollower, Traffic, judge, ms, pct, percentile
@@ -99,7 +100,8 @@ class CanaryTraffic:
     """The canary's requests and the live version's, both since the canary
     began, for watch_health's traffic hook: poll() says how it goes every
     PROGRESS_EVERY seconds and raises as soon as the canary is clearly worse
-    (5xx) or an abort was asked; finish() judges latency too."""
+    (5xx at once, latency after DEPLOY_WATCH seconds) or an abort was asked;
+    finish() judges both at the end."""
 
     def __init__(self, settings, app, canary, live, since, seconds, share, say, clock=time.monotonic):
         self.settings, self.app, self.canary, self.live = settings, app, canary, live
@@ -132,7 +134,10 @@ class CanaryTraffic:
         if self.last_progress is None or now - self.last_progress >= PROGRESS_EVERY:
             self.last_progress = now
             self.progress(before, after)
-        verdict = judge(before, after, self.limits, latency=False, than=self.than)
+        # latency once DEPLOY_WATCH seconds are in (a fresh version's first
+        # requests are no measure of it); 5xx from the first look
+        latency = now - self.started >= self.settings.watch
+        verdict = judge(before, after, self.limits, latency=latency, than=self.than)
         if verdict.broken:
             raise DeployError(verdict.broken)
 
@@ -183,3 +188,39 @@ def push_options(environ):
     except ValueError:
         return []
     return [environ.get(f"GIT_PUSH_OPTION_{n}", "") for n in range(min(count, 100))]
+
+
+def run(deploy, previous, seconds):
+    """The canary stage of deploy (a pipeline.Deploy) before its switch:
+    the canary link points at the new version for `seconds`, judged against
+    previous in the same seconds. On a failure (or an abort by hand) the
+    link goes back, the new version finishes what it accepted and stops,
+    and the push is refused (StageFailed `canary: ...`)."""
+    from .pipeline import StageFailed   # pipeline imports this module
+    app, version, report = deploy.app, deploy.version, deploy.report
+    if previous is None or app.in_maintenance:
+        why = "no version is live" if previous is None else f"{app.name} is in maintenance"
+        report.line(f"-----> No canary: {why}")
+        return
+    share = deploy.settings.canary_share
+    try:
+        with deploy.stage("canary", f"Canary: {version.run_name} takes the clients of {share}% of "
+                                    f"addresses for {seconds:g} s, {previous.run_name} the others"):
+            write_record(app, version, seconds, share)
+            since = time.time()
+            switch_symlink(app.canary_link, version.socket)
+            traffic = CanaryTraffic(deploy.settings, app, version, previous, since, seconds, share, report.say)
+            watch_health(deploy.settings, version, seconds, report.say, traffic)
+            traffic.finish()
+    except Exception as error:
+        deploy.abandoning = True
+        failure = StageFailed.of("canary", error)
+        follow(app)
+        deploy.report_failure(failure)
+        report.warn(f"the canary is over: every client is back on {previous.run_name}")
+        deploy.retire_served(version)
+        deploy.report_not_deployed(previous)
+        raise failure from None
+    finally:
+        remove_if_exists(record_path(app))
+        remove_if_exists(abort_flag(app))

@@ -7,6 +7,7 @@ import os
 import socket
 
 from . import DeployError
+from .canary import follow as follow_canary_link
 from .checkout import branch_names, deploy_branch_refs, git
 from .layout import App, create_directories
 from .paths import share
@@ -64,6 +65,8 @@ def init_app(name, branch, hook_source, out, environ=None):
         out.write(f"{app.repo} exists; keeping it\n")
     for key, value in receive_limits(settings).items():
         git(app.repo, "config", key, value)
+    if os.path.lexists(app.live_socket) and not os.path.lexists(app.canary_link):
+        follow_canary_link(app)   # an app deployed before the site had a canary server
     if wire_hook(app.repo, hook_source):
         out.write(f"wired {app.repo}/hooks/pre-receive -> {hook_source}\n")
     home = account_home(environ)

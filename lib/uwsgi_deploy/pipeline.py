@@ -506,40 +506,10 @@ class Deploy:
 
     # -- a canary: the new version takes a share of the clients first ----------
     def canary(self, previous):
-        """With a canary asked for: the canary link points at the new version
-        for that long, judged against the live one in the same seconds; when
-        it fails (or is aborted by hand) the link goes back, the new version
-        finishes what it accepted and stops, and the push is refused."""
-        seconds = self.canary_seconds
-        if not seconds:
-            return
-        if previous is None or self.app.in_maintenance:
-            why = "no version is live" if previous is None else f"{self.app.name} is in maintenance"
-            self.report.line(f"-----> No canary: {why}")
-            return
-        share = self.settings.canary_share
-        try:
-            with self.stage("canary", f"Canary: {self.version.run_name} takes the clients of {share}% of "
-                                      f"addresses for {seconds:g} s, {previous.run_name} the others"):
-                canaries.write_record(self.app, self.version, seconds, share)
-                since = time.time()
-                switch_symlink(self.app.canary_link, self.version.socket)
-                traffic = canaries.CanaryTraffic(self.settings, self.app, self.version, previous, since, seconds,
-                                                 share, self.report.say)
-                watch_health(self.settings, self.version, seconds, self.report.say, traffic)
-                traffic.finish()
-        except Exception as error:
-            self.abandoning = True
-            failure = StageFailed.of("canary", error)
-            follow_canary_link(self.app)
-            self.report_failure(failure)
-            self.report.warn(f"the canary is over: every client is back on {previous.run_name}")
-            self.retire_served(self.version)
-            self.report_not_deployed(previous)
-            raise failure from None
-        finally:
-            remove_if_exists(canaries.record_path(self.app))
-            remove_if_exists(canaries.abort_flag(self.app))
+        """With a canary asked for (canary.py): the new version takes a share
+        of the clients first; a failed canary refuses the push."""
+        if self.canary_seconds:
+            canaries.run(self, previous, self.canary_seconds)
 
     # -- the switch and after: the new version is live -----------------------
     def switch(self):
