@@ -25,6 +25,7 @@ import time
 from . import DeployError
 from .health import watch_health
 from .layout import hidden_temporary
+from .stages import ABANDONING, StageFailed
 from .links import remove_if_exists, switch_symlink
 from .traffic import Limits, LogFollower, Traffic, judge, ms, pct, percentile
 from .waiting import wait_until
@@ -82,10 +83,10 @@ def request_abort(app, rev, say, timeout=60):
         return False
     with open(abort_flag(app), "w") as stream:
         stream.write(f"{os.getpid()}\n")
-    say(f"-----> asked the canary of {record['version']} to stop")
+    say(f"asked the canary of {record['version']} to stop")
     if not wait_until(lambda: read_record(app) is None, timeout):
         raise DeployError(f"the canary of {record['version']} did not stop within {timeout} s")
-    say(f"-----> the canary of {record['version']} is over: {app.name} serves as before it")
+    say(f"the canary of {record['version']} is over: {app.name} serves as before it")
     return True
 
 
@@ -190,36 +191,36 @@ def push_options(environ):
     return [environ.get(f"GIT_PUSH_OPTION_{n}", "") for n in range(min(count, 100))]
 
 
-def run(deploy, previous, seconds):
-    """The canary stage of deploy (a pipeline.Deploy) before its switch:
-    the canary link points at the new version for `seconds`, judged against
-    previous in the same seconds. On a failure (or an abort by hand) the
-    link goes back, the new version finishes what it accepted and stops,
-    and the push is refused (StageFailed `canary: ...`)."""
-    from .pipeline import StageFailed   # pipeline imports this module
-    app, version, report = deploy.app, deploy.version, deploy.report
+def run(deploy, switch, target, seconds):
+    """The canary stage of deploy (a pipeline.Deploy) before switch (its
+    switch.Switch): the canary link points at target.version for `seconds`,
+    judged against target.previous in the same seconds. On a failure (or an
+    abort by hand) the link goes back, the new version finishes what it
+    accepted and stops, and the push is refused (StageFailed `canary: ...`)."""
+    app, settings, report = deploy.request.app, deploy.request.settings, deploy.report
+    version, previous = target.version, target.previous
     if previous is None or app.in_maintenance:
         why = "no version is live" if previous is None else f"{app.name} is in maintenance"
-        report.line(f"-----> No canary: {why}")
+        report.stage(f"No canary: {why}")
         return
-    share = deploy.settings.canary_share
+    share = settings.canary_share
     try:
-        with deploy.stage("canary", f"Canary: {version.run_name} takes the clients of {share}% of "
-                                    f"addresses for {seconds:g} s, {previous.run_name} the others"):
+        with deploy.stages.stage("canary", f"Canary: {version.run_name} takes the clients of {share}% of "
+                                           f"addresses for {seconds:g} s, {previous.run_name} the others"):
             write_record(app, version, seconds, share)
             since = time.time()
             switch_symlink(app.canary_link, version.socket)
-            traffic = CanaryTraffic(deploy.settings, app, version, previous, since, seconds, share, report.say)
-            watch_health(deploy.settings, version, seconds, report.say, traffic)
+            traffic = CanaryTraffic(settings, app, version, previous, since, seconds, share, report.say)
+            watch_health(settings, version, seconds, report.say, traffic)
             traffic.finish()
     except Exception as error:
-        deploy.abandoning = True
+        deploy.progress.phase = ABANDONING
         failure = StageFailed.of("canary", error)
         follow(app)
         deploy.report_failure(failure)
         report.warn(f"the canary is over: every client is back on {previous.run_name}")
-        deploy.retire_served(version)
-        deploy.report_not_deployed(previous)
+        switch.retire_served(version)
+        deploy.report_not_deployed(target)
         raise failure from None
     finally:
         remove_if_exists(record_path(app))
