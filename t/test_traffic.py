@@ -148,20 +148,44 @@ def test_the_watch_extends_only_while_traffic_is_coming(tmp_path):
     now = [0.0]
     old, new = FakeVersion(str(tmp_path), "old"), FakeVersion(str(tmp_path), "new")
     switch_ms = 1_000_000
-    # the old version served 2 requests a second: 50 come within 30 s
+    # the old version served 2 requests a second: 60 in the 30 s before the switch
     write(old.log, "".join(f"ud-req {switch_ms - 100_000 + i * 500} 200 5 GET /\n" for i in range(200)))
     write(new.log, "".join(f"ud-req {switch_ms + i} 200 5 GET /\n" for i in range(10)))
     said = []
     watch = TrafficWatch(Settings(), new, old, switch_ms / 1000, said.append, clock=lambda: now[0])
     watch.poll()
-    assert watch.wants_more()
+    assert watch.wants_more() == "too few requests yet to judge its traffic"
     now[0] = 31.0
     assert not watch.wants_more()          # DEPLOY_WATCH_MAX is up
     watch.finish()
     assert said[-1].startswith("traffic: too few requests to judge (5xx 0.0% (10 requests) vs 0.0% (200) before")
-    # an old version that served 10 requests in 5 minutes: no point waiting
-    write(old.log, "".join(f"ud-req {switch_ms - 300_000 + i * 30_000} 200 5 GET /\n" for i in range(60)))
-    assert not TrafficWatch(Settings(), new, old, switch_ms / 1000, clock=lambda: 0.0).wants_more()
+    # an old version whose traffic stopped before the switch: no point waiting
+    write(old.log, "".join(f"ud-req {switch_ms - 290_000 + i * 1000} 200 5 GET /\n" for i in range(200)))
+    assert TrafficWatch(Settings(), new, old, switch_ms / 1000, clock=lambda: 0.0).wants_more() == ""
+
+
+def test_the_watch_goes_on_while_5xx_are_over_the_limit_but_could_be_chance(tmp_path):
+    now = [0.0]
+    old, new = FakeVersion(str(tmp_path), "old"), FakeVersion(str(tmp_path), "new")
+    write(old.log, "".join(f"ud-req {i} 200 5 GET /\n" for i in range(400)))
+    # 2 errors in 60: 3.3%, but not beyond chance yet
+    write(new.log, "".join(f"ud-req {2000 + i} {500 if i in (10, 40) else 200} 5 GET /\n" for i in range(60)))
+    watch = TrafficWatch(Settings(), new, old, 2.0, clock=lambda: now[0])
+    watch.poll()
+    assert watch.wants_more().startswith("its 5xx are over the limit but not yet beyond chance (5xx 3.3% (60")
+    # more of the same: 5% of 200 is beyond chance
+    with open(new.log, "a") as stream:
+        stream.write("".join(f"ud-req {3000 + i} {500 if i % 20 == 0 else 200} 5 GET /\n" for i in range(200)))
+    now[0] = 1.0
+    try:
+        watch.poll()
+    except Exception as error:
+        assert str(error).startswith("5xx 4.6% (12 of 260 requests) vs 0.0% before (0 of 400)"), error
+    else:
+        raise AssertionError("not refused")
+    # a healthy version with one stray error is not kept waiting
+    write(new.log, "".join(f"ud-req {2000 + i} {500 if i == 10 else 200} 5 GET /\n" for i in range(400)))
+    assert TrafficWatch(Settings(), new, old, 2.0, clock=lambda: 0.0).wants_more() == ""
 
 
 def test_the_watch_refuses_as_soon_as_the_5xx_are_clearly_worse(tmp_path):

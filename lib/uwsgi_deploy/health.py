@@ -94,12 +94,12 @@ def watch_health(settings, version, seconds, say=None, traffic=None):
                 traffic.poll()
             if ping is None:
                 if time.monotonic() >= window_end:
-                    if traffic is None or not traffic.wants_more():
+                    more = traffic.wants_more() if traffic is not None else ""
+                    if not more:
                         return
                     if say and not extended:
                         extended = True
-                        say(f"too few requests yet to judge its traffic: watching up to "
-                            f"{settings.watch_max:g} s (DEPLOY_WATCH_MAX)")
+                        say(f"{more}: watching up to {settings.watch_max:g} s (DEPLOY_WATCH_MAX)")
                 ping = PendingPing(version.socket, path)
             result = ping.poll()
             if result is not None:

@@ -226,6 +226,11 @@ def error_verdict(before, after, limits, than="before"):
     return ""
 
 
+def suspicious(before, after, limits):
+    """after's 5xx rate is over the limit, though maybe by chance."""
+    return bool(limits.max_5xx_rise and after.errors and (after.rate - before.rate) * 100 >= limits.max_5xx_rise)
+
+
 def slower_paths(before, after, limits, than="before"):
     """[(how much slower, text)] for each path clearly slower after."""
     found = []
@@ -272,9 +277,12 @@ class TrafficWatch:
     switch (at switched_at, epoch seconds) against what previous answered in
     the DEPLOY_WATCH_BASELINE seconds before it. poll() raises DeployError as
     soon as the 5xx are clearly worse; finish() judges latency too, and says
-    what was measured. wants_more() keeps the watch going past DEPLOY_WATCH
-    while it has too few requests, up to DEPLOY_WATCH_MAX seconds, if the
-    old version's traffic says that many are coming."""
+    what was measured. wants_more() keeps the watch going past DEPLOY_WATCH,
+    up to DEPLOY_WATCH_MAX seconds, while it has too few requests and the old
+    version served that many in the DEPLOY_WATCH_MAX seconds before the
+    switch (traffic is coming), or while the new version's 5xx rate is over
+    the limit but not yet beyond chance (50 requests with 2 errors prove
+    nothing; a version failing 5% of them is refused within a few hundred)."""
 
     def __init__(self, settings, version, previous, switched_at, say=None, clock=time.monotonic):
         self.settings, self.version, self.previous = settings, version, previous
@@ -286,7 +294,7 @@ class TrafficWatch:
         self.follower = LogFollower(version.log, self.since_ms, settings.ping_path)
         self.before = None
         self.last_look = None
-        self.expected_rate = 0.0
+        self.recent = 0   # the old version's requests in the DEPLOY_WATCH_MAX s before the switch
 
     def baseline(self):
         if self.before is None:
@@ -294,8 +302,8 @@ class TrafficWatch:
             requests = (requests_before(self.previous, self.since_ms, seconds, self.settings.ping_path)
                         if self.previous else [])
             self.before = Traffic.of(requests)
-            span = (self.since_ms - requests[0].start_ms) / 1000 if requests else 0
-            self.expected_rate = len(requests) / max(span, 1.0) if requests else 0.0
+            recent_ms = self.since_ms - self.settings.watch_max * 1000
+            self.recent = sum(1 for r in requests if r.start_ms >= recent_ms)
         return self.before
 
     def after(self):
@@ -312,13 +320,17 @@ class TrafficWatch:
             raise DeployError(verdict.broken)
 
     def wants_more(self):
-        """Too few requests yet, more are coming, and DEPLOY_WATCH_MAX allows."""
+        """Why the watch should go on (DEPLOY_WATCH_MAX allowing), or ''."""
         if self.previous is None or self.clock() - self.started >= self.settings.watch_max:
-            return False
-        before, after = self.baseline(), len(self.follower.read())
-        if before.total < self.limits.min_requests or after >= self.limits.min_requests:
-            return False
-        return self.expected_rate * self.settings.watch_max >= self.limits.min_requests
+            return ""
+        before, after = self.baseline(), self.after()
+        if before.total < self.limits.min_requests:
+            return ""
+        if after.total < self.limits.min_requests:
+            return "too few requests yet to judge its traffic" if self.recent >= self.limits.min_requests else ""
+        if suspicious(before, after, self.limits):
+            return f"its 5xx are over the limit but not yet beyond chance ({summary(before, after)})"
+        return ""
 
     def finish(self):
         """The last judgement, latency included: raise when broken, else say
