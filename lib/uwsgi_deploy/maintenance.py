@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from . import DeployError
 from .canary import follow as follow_canary_link
 from .inventory import selected_apps
-from .layout import create_directories, hidden_temporary
+from .layout import Version, create_directories, hidden_temporary
 from .links import remove_if_exists, switch_symlink
 from .lock import DeployLock
 from .paths import share
@@ -37,33 +37,14 @@ PROCESSES = 2              # the page answers at once; two workers keep its queu
 
 
 @dataclass(frozen=True)
-class MaintenanceRun:
-    """The page's vassal and its files, named like a version's run (so the
-    vassal helpers take it), APP.maintenance, which no version's name can be."""
-    app: object
+class MaintenanceRun(Version):
+    """The page's vassal and its files, named like a version's run, so the
+    vassal helpers take it: APP.maintenance, which no version's name can be."""
+    rev: str = ""
 
     @property
     def run_name(self):
         return self.app.maintenance_name
-
-    def _path(self, directory, suffix):
-        return os.path.join(directory, self.run_name + suffix)
-
-    @property
-    def vassal_ini(self):
-        return self._path(self.app.settings.vassals_dir, ".ini")
-
-    @property
-    def socket(self):
-        return self.app.maintenance_socket
-
-    @property
-    def stats_socket(self):
-        return self._path(self.app.settings.run_dir, ".stats")
-
-    @property
-    def log(self):
-        return self._path(self.app.settings.log_dir, ".log")
 
     @property
     def record(self):
@@ -118,7 +99,7 @@ def vassal_text(run, settings):
     cap = settings.vassal_log_max_mb * 1024 * 1024
     if cap:
         lines += [(option, escape_value(value, option))
-                  for option, value in log_cap_options(run.log, run.log + ".1", cap)]
+                  for option, value in log_cap_options(run.log, run.log_backup, cap)]
     return "[uwsgi]\n; the maintenance page of uwsgi-deploy\n" + "".join(f"{k} = {v}\n" for k, v in lines)
 
 
