@@ -19,6 +19,7 @@ from .probe import free_loopback_port, wait_for_200
 from .setup_script import make_executable, run_setup
 from .stages import StageFailed
 from .stats import poke
+from .traffic import LOG_OPTIONS as REQUEST_LOG_OPTIONS
 from .uwsgi_ini import expand_ini, log_cap_options
 from .uwsgi_options import allowed_options
 from .vassal import died_while_starting, log_tail, remove_vassal, wait_vassal_gone, wait_workers_accepting, \
@@ -61,14 +62,15 @@ class VassalConfig:
     def text(self, listen):
         """The vassal ini: the user's, expanded, with where it listens and logs.
         need-app makes a failed import kill the vassal instead of serving 500s;
-        the daemon that caps the log runs under (and turns on) the master."""
+        the daemon that caps the log runs under (and turns on) the master;
+        each request is logged in the form the watch reads (traffic.py)."""
         log_cap = self.settings.vassal_log_max_mb * 1024 * 1024
         logs = [("logto", self.version.log)]
         if log_cap:
             logs += log_cap_options(self.version.log, self.version.log_backup, log_cap)
         return expand_ini(self.ini, list(self.entries), chdir=self.deploy_dir,
                           extra=[("need-app", "true"), *logs,
-                                 ("stats", self.version.stats_socket), listen],
+                                 ("stats", self.version.stats_socket), listen], raw=REQUEST_LOG_OPTIONS,
                           allowed=allowed_options(self.settings.ini_allow.split()))
 
 

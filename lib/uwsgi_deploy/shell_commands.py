@@ -27,6 +27,8 @@ COMMANDS = (
     ("deploy-config", "APP [set NAME | unset NAME]", "the app's variable names; set reads the value from stdin"),
     ("deploy-cleanup", "[N] [--dry-run] [--app APP]", "remove all but the N latest versions of each app"),
     ("deploy-run", "APP -- CMD [ARGS...]", "run a one-off command as the live version would"),
+    ("deploy-maintenance", "APP on [--message TEXT] | APP off",
+     "serve a 503 maintenance page instead of the app (a push then deploys behind it)"),
 )
 
 

@@ -104,11 +104,13 @@ def log_cap_options(log, backup, max_bytes):
     return [("attach-daemon", check)]
 
 
-def expand_ini(ini_path, env_entries, chdir=None, extra=(), allowed=ALLOWED):
-    """The text of ini_path with the deployer's lines added to [uwsgi];
-    allowed: the options the app may set (uwsgi_options.allowed_options)."""
+def expand_ini(ini_path, env_entries, chdir=None, extra=(), raw=(), allowed=ALLOWED):
+    """The text of ini_path with the deployer's lines added to [uwsgi]:
+    extra's values escaped, raw's (the deployer's own constants, such as a
+    logformat with uWSGI's %(...) variables) as they are; allowed: the
+    options the app may set (uwsgi_options.allowed_options)."""
     ini = UwsgiIni.read(ini_path, allowed)
-    ini.add_options(deploy_options(env_entries, chdir, extra))
+    ini.add_options(deploy_options(env_entries, chdir, extra) + list(raw))
     return ini.text()
 
 
