@@ -67,7 +67,7 @@ def version_by_prefix(app, prefix):
 
 def hidden_work_files(app, directory):
     """Paths of what deploys or cleanups of app write in directory under a
-    hidden name (layout.App.hidden_work_file): left there, they were interrupted."""
+    hidden name (layout.hidden_work_file_version): left there, they were interrupted."""
     names = sorted(os.listdir(directory)) if os.path.isdir(directory) else []
     return [os.path.join(directory, name) for name in names if hidden_work_file_version(app, name)]
 
