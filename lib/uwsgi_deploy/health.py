@@ -72,10 +72,13 @@ def busy_summary(version):
     return f"{busy} of {len(workers)} workers busy, {stats.get('listen_queue', 0)} queued"
 
 
-def watch_health(settings, version, seconds, say=None):
+def watch_health(settings, version, seconds, say=None, also=None):
     """Watch version for `seconds` after the switch; raise DeployError naming
     what broke. A /ping still waiting when the window closes is waited for
-    (a busy version answers late), up to DEPLOY_PROBE_TIMEOUT after it was sent."""
+    (a busy version answers late), up to DEPLOY_PROBE_TIMEOUT after it was sent.
+    also(window_closing): a look at the version's background processes
+    (background.watch_check): raises when one died; the window stays open
+    until it returns true."""
     path, timeout = settings.ping_path, settings.probe_timeout
     first = Processes.look(settings, version)
     window_end = time.monotonic() + seconds
@@ -87,9 +90,13 @@ def watch_health(settings, version, seconds, say=None):
             if died:
                 raise DeployError(died)
             first = first.filled_from(now)
+            settled = also is None or also(window_closing=time.monotonic() >= window_end)
             if ping is None:
                 if time.monotonic() >= window_end:
-                    return
+                    if settled:
+                        return
+                    time.sleep(LOOK_INTERVAL)   # the window is over: only the processes are awaited
+                    continue
                 ping = PendingPing(version.socket, path)
             result = ping.poll()
             if result is not None:

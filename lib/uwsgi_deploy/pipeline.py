@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from . import DeployError, FailedWithOutput, error_line
+from . import DeployError, FailedWithOutput, background, error_line
 from .deploylog import append_entry, known_commit
 from .candidates import read_record, write_record
 from .checkout import clean_environ, deploy_dir, export_tree, inside
@@ -306,10 +306,12 @@ class Deploy:
         except Exception as error:
             self.refuse(StageFailed.of("switch", error), previous)
         try:
+            background.go_live(self.settings, self.version)   # its workers, clock and cron start now
             self.watch()
         except Exception as error:
             failure = StageFailed.of("watch", error)
             self.switch_back(previous)
+            background.stop(self.settings, self.version)
             self.report_failure(failure)
             self.retire_served(self.version)
             self.report_not_deployed(previous)
@@ -421,6 +423,7 @@ class Deploy:
             self.version.check_socket_paths()
             self.ini, self.entries = ini, list(entries.values())
             self.vassal_text(("http-socket", "127.0.0.1:1"))   # refuse bad input now
+            background.prepare(self.settings, self.version, self.deploy_dir, self.entries)   # not started yet
 
     def vassal_text(self, listen):
         """The vassal ini: the user's, expanded, with where it listens and logs.
@@ -486,6 +489,7 @@ class Deploy:
         True if it existed."""
         existed = os.path.exists(self.version.vassal_ini)
         try:
+            background.stop(self.settings, self.version)
             remove_vassal(self.settings, self.version, self.settings.drain_timeout,
                           kill_after=CANDIDATE_GRACE)
             remove_if_exists(self.version.prepared_file)
@@ -508,7 +512,8 @@ class Deploy:
         if self.settings.watch <= 0:
             return
         with self.stage("watch", f"Watching {self.version.run_name} for {self.settings.watch:g} s"):
-            watch_health(self.settings, self.version, self.settings.watch, self.report.say)
+            watch_health(self.settings, self.version, self.settings.watch, self.report.say,
+                         also=background.watch_check(self.settings, self.version))
 
     def switch_back(self, previous):
         """The watch failed: traffic goes back to the previous version at once
@@ -536,6 +541,7 @@ class Deploy:
         if previous is None or previous.run_name == self.version.run_name:
             return
         with self.stage("retire", f"Retiring {previous.run_name}"):
+            background.stop(self.settings, previous)   # SIGTERM, DEPLOY_STOP_TIMEOUT to finish
             self.retire_served(previous)
 
     def link(self):
