@@ -119,7 +119,8 @@ class Queue:
         jobs = self.rows("select count(*) from jobs")[0][0]
         runs = self.rows("select job, count(*), sum(finish is not null) from runs group by job")
         duplicates = [job for job, count, _ in runs if count > 1]
-        cut = self.rows("select job, version, pid from runs where finish is null")
+        cut = [row for row in self.rows("select job, version, pid from runs where finish is null")
+               if not alive(row[2])]   # a job still in hand is not cut
         done_once = sum(1 for _, count, finished in runs if count == 1 and finished == 1)
         never = self.rows("select count(*) from jobs where id not in (select job from runs)")[0][0]
         return jobs, done_once, duplicates, cut, never
@@ -141,6 +142,14 @@ class Queue:
         for minute, version in self.rows("select minute, version from ticks order by minute"):
             found.setdefault(minute, []).append(version)
         return found
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as stream:
+            return stream.read().rsplit(") ", 1)[1][0] not in "ZX"
+    except OSError:
+        return False
 
 
 def queue_path(root):

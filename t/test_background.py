@@ -1,0 +1,189 @@
+"""Background processes (a Procfile's worker, clock and cron job) across
+deploys, with the real Emperor and nginx, DEFAULT settings, web load and
+queue jobs of 1.5 s arriving all along (longer than every window: the watch
+is 3 s, but a job in hand at a retire outlives it).
+
+One world for the whole file (a cron check needs a minute boundary): each
+test deploys, breaks or restarts something, and every test ends with the
+same checks of what the processes recorded themselves in SQLite: each job
+done exactly once and none cut, never two clocks alive at once, each minute's
+tick exactly once, and no failed web request."""
+import os
+import random
+import subprocess
+import signal
+import threading
+import time
+
+import pytest
+
+import background_app as bg
+from conftest import BIN
+from load import LoadLoop, SlowRequests
+from sandbox import Sandbox, process_ended
+from uwsgi_deploy import proclayout, waiting
+from uwsgi_deploy.supervisor import read_state
+
+pytestmark = [pytest.mark.emperor, pytest.mark.load]
+
+JOB_EVERY = 2.0     # seconds between two jobs (one worker, 1.5 s each)
+SETTLE = 45         # seconds for a retired version's processes to be gone (its job in hand finishes)
+
+
+class World:
+    def __init__(self):
+        self.box = Sandbox()
+        self.box.environ.pop("DEPLOY_WATCH", None)    # the default watch
+        self.box.start_emperor()
+        self.box.deploy_init("app")
+        self.box.start_nginx(["app"])
+        self.queue = bg.Queue(bg.queue_path(self.box.root))
+        self.versions = []
+        self.started = time.time()
+        self.stopping = threading.Event()
+        self.producer = threading.Thread(target=self.produce, daemon=True)
+        self.load = LoadLoop(self.box.url("/"), self.versions, clients=2, max_seconds=400)
+        self.slow = SlowRequests(self.box.url("/slow?1"), interval=2.0, burst=2, max_requests=400, timeout=400)
+
+    def produce(self):
+        deadline = time.monotonic() + 400
+        while not self.stopping.wait(JOB_EVERY) and time.monotonic() < deadline:
+            self.queue.enqueue()
+
+    def commit(self, version, env=""):
+        files = dict(bg.files(version), **{"environment.sh": f"QUEUE_DB={self.queue.path}\n{env}"})
+        self.versions.append(version)
+        return self.box.commit_app(version, extra=files)
+
+    def push(self, version, env=""):
+        self.commit(version, env)
+        return self.box.push()
+
+    def live(self):
+        return self.box.app("app").live_version()
+
+    def processes(self):
+        """{pid: (script, version dir)} of every worker, clock and cron job running."""
+        found = {}
+        for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+            try:
+                cwd = os.readlink(f"/proc/{pid}/cwd")
+                with open(f"/proc/{pid}/cmdline", "rb") as stream:
+                    argv = stream.read().split(b"\0")
+            except OSError:
+                continue
+            if cwd.startswith(self.box.home + "/app-") and len(argv) > 1 and argv[1].endswith(b".py") \
+                    and not process_ended(pid):
+                found[pid] = (argv[1].decode(), os.path.basename(cwd))
+        return found
+
+    def only_live_processes(self):
+        live = self.live()
+        running = self.processes()
+        scripts = sorted(script for script, _ in running.values() if script != "cronjob.py")
+        return all(where == live.name for _, where in running.values()) and scripts == ["clock.py", "worker.py"]
+
+    def wait_settled(self, timeout=SETTLE):
+        """Exactly the live version's worker and clock run, and the queue is empty."""
+        waiting.wait_until(lambda: self.only_live_processes() and self.queue.pending() <= 2, timeout)
+        assert self.only_live_processes(), (self.live(), self.processes())
+
+    def check_guarantees(self, web=True):
+        jobs, done_once, duplicates, cut, _never = self.queue.job_report()
+        assert duplicates == [] and cut == [], (duplicates, cut)
+        assert done_once >= jobs - 2, f"{jobs} jobs, {done_once} done once"   # the last ones may be in hand
+        assert self.queue.clock_overlaps() == []
+        ticks = self.queue.ticks()
+        assert all(len(versions) == 1 for versions in ticks.values()), ticks
+        # every minute since the first version went live had its tick (this
+        # one's too, once its first seconds are over)
+        minutes = range(self.first_live_minute + 1, int((time.time() - 3) // 60) + 1)
+        missing = [m for m in minutes if m not in ticks]
+        assert missing == [], (missing, ticks)
+        return len(minutes)
+        if web:
+            assert sum(self.load.errors.values()) == 0 and set(self.load.statuses) <= {200}, self.load.summary()
+            assert sum(self.slow.errors.values()) == 0 and set(self.slow.statuses) <= {200}, self.slow.summary()
+
+
+@pytest.fixture(scope="module")
+def world(stop_later):
+    world = World()
+    result = world.push("v1")
+    assert result.returncode == 0, result.stderr
+    world.first_live_minute = int(time.time() // 60)
+    world.producer.start()
+    with world.load, world.slow:
+        yield world
+        world.stopping.set()
+    stop_later(world.box)
+
+
+def test_deploys_under_load_run_every_job_once_with_one_clock(world):
+    for n in range(2, 6):
+        result = world.push(f"v{n}")
+        assert result.returncode == 0, result.stderr
+        live = world.live()
+        state = read_state(world.box.settings, live.run_name)
+        assert state and {p["name"] for p in state["processes"] if p["pid"]} >= {"worker"}, state
+    world.wait_settled()
+    world.check_guarantees()
+    assert world.box.get("/").text == "v5"
+
+
+def test_a_worker_crashing_at_start_is_refused_and_the_previous_processes_run_on(world):
+    before = world.live()
+    result = world.push("v-crash", env="WORKER_CRASHES=1\n")
+    assert result.returncode != 0
+    assert "watch: worker.1 exited (status 1) after going live" in result.stderr, result.stderr
+    assert "worker: cannot start (WORKER_CRASHES is set)" in result.stderr
+    assert f"switched back to {before.run_name}" in result.stderr
+    assert world.live().run_name == before.run_name
+    world.wait_settled()
+    world.check_guarantees()
+
+
+def test_rollback_and_config_redeploy_hand_over_the_same_way(world):
+    result = world.box.tool("deploy-version", "--previous", "app")
+    assert result.returncode == 0, result.stderr
+    assert world.box.get("/").text == "v4"
+    world.wait_settled()
+    world.check_guarantees()
+    result = subprocess.run([os.path.join(BIN, "deploy-config"), "app", "set", "SOMETHING"], input="x\n",
+                            capture_output=True, text=True, env=world.box.environ, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert world.live().run == 1
+    world.wait_settled()
+    world.check_guarantees()
+
+
+def test_a_deploy_killed_at_a_random_point_leaves_one_clock_and_no_orphan(world):
+    point = random.choice(["switch", "watch", "retire", "link", "log"])
+    world.commit(f"v-killed-at-{point}")
+    push = world.box.paused_push(point)
+    hook = push.reached()
+    os.kill(hook, signal.SIGKILL)
+    push.process.kill()
+    push.finish(30)
+    result = world.push("v6")
+    assert result.returncode == 0, result.stderr
+    world.wait_settled()
+    world.check_guarantees()
+    names = [n for n in os.listdir(world.box.settings.vassals_dir) if n.endswith(proclayout.PROCS_INI_SUFFIX)]
+    assert names == [world.live().run_name + proclayout.PROCS_INI_SUFFIX]
+
+
+def test_an_emperor_restart_brings_back_the_live_processes_only(world):
+    live = world.live()
+    before = read_state(world.box.settings, live.run_name)["pid"]
+    emperor = next(p for kind, p in world.box.processes if kind == "emperor" and p.poll() is None)
+    emperor.kill()
+    emperor.wait(10)
+    world.box.start_emperor()
+    waiting.wait_until(lambda: (read_state(world.box.settings, live.run_name) or {}).get("pid") not in (None, before),
+                       30)
+    assert read_state(world.box.settings, live.run_name)["pid"] != before
+    assert world.live().run_name == live.run_name
+    world.wait_settled()
+    minutes = world.check_guarantees(web=False)    # the web app was down with the Emperor
+    assert minutes >= 1, "the file's tests did not cover a whole minute of cron ticks"
