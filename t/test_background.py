@@ -10,6 +10,7 @@ done exactly once and none cut, never two clocks alive at once, each minute's
 tick exactly once, and no failed web request."""
 import os
 import random
+import re
 import subprocess
 import signal
 import threading
@@ -153,6 +154,43 @@ def test_rollback_and_config_redeploy_hand_over_the_same_way(world):
                             capture_output=True, text=True, env=world.box.environ, timeout=120)
     assert result.returncode == 0, result.stderr
     assert world.live().run == 1
+    world.wait_settled()
+    world.check_guarantees()
+
+
+def scripts_of_live(world):
+    live = world.live()
+    return sorted(script for script, where in world.processes().values()
+                  if where == live.name and script != "cronjob.py")
+
+
+def test_scale_status_and_logs_follow_the_live_version(world):
+    tool = world.box.tool
+    result = tool("deploy-scale", "app", "worker=2")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "worker=2\n"
+    waiting.wait_until(lambda: scripts_of_live(world) == ["clock.py", "worker.py", "worker.py"], 10)
+    assert scripts_of_live(world) == ["clock.py", "worker.py", "worker.py"]
+    result = world.push("v-scaled")                       # the count holds across a deploy
+    assert result.returncode == 0, result.stderr
+    waiting.wait_until(lambda: scripts_of_live(world) == ["clock.py", "worker.py", "worker.py"], 10)
+    assert scripts_of_live(world) == ["clock.py", "worker.py", "worker.py"]
+    status = tool("deploy-status", "app").stdout
+    assert re.search(r"processes worker +worker +2 running +pids [0-9]+ [0-9]+ +up [0-9]+s [0-9]+s +restarts 0",
+                     status), status
+    assert re.search(r"clock +clock +1 running", status) and "cronminute   cron" in status, status
+    logs = tool("deploy-logs", "app", "--process", "worker", "-n", "50").stdout
+    assert "worker.2 started" in logs
+    logs = tool("deploy-logs", "app", "--process", "all", "-n", "50").stdout
+    assert all(line.split(": ", 1)[0] in ("worker", "clock", "cronminute") for line in logs.splitlines()), logs
+    assert "clock: " in logs and "worker: " in logs
+    for bad, message in ((["clock=2"], r"^deploy-scale: clock: not a worker type of the live version's Procfile"),
+                         (["worker=x"], r"^deploy-scale: 'worker=x': expected TYPE=COUNT")):
+        result = tool("deploy-scale", "app", *bad)
+        assert result.returncode == 1 and re.match(message, result.stderr) and len(result.stderr.splitlines()) == 1
+    result = tool("deploy-logs", "app", "--process", "nope")
+    assert result.returncode == 1 and "nope: not a process of" in result.stderr
+    assert tool("deploy-scale", "app", "worker=1").returncode == 0
     world.wait_settled()
     world.check_guarantees()
 

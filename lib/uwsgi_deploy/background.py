@@ -192,3 +192,48 @@ def emperor_runs(settings, version):
     """Whether the Emperor runs the run's processes vassal now."""
     return vassal_state(read_stats(settings.emperor_stats), os.path.basename(proclayout.vassal_ini(version))) \
         is not None
+
+
+def render_processes(facts):
+    """deploy-status's lines for process_facts (none when it is None)."""
+    if not facts:
+        return []
+    lines = []
+    for index, row in enumerate(facts["types"]):
+        label = "  processes " if index == 0 else " " * 12
+        if row["kind"] == "cron":
+            running = f"{len(row['running_jobs'])} running (pids {' '.join(map(str, row['running_jobs']))})" \
+                if row["running_jobs"] else "none running"
+            lines.append(f"{label}{row['name']:<12} cron    {running}")
+            continue
+        pids = " ".join(map(str, row["pids"])) or "-"
+        uptime = " ".join(f"{seconds:.0f}s" for seconds in row["uptime"]) or "-"
+        lines.append(f"{label}{row['name']:<12} {row['kind']:<7} {row['count']} running  pids {pids}  "
+                     f"up {uptime}  restarts {row['restarts']}")
+    if not facts["types"]:
+        lines.append("  processes starting")
+    if facts["types"] and not facts["singletons"] and any(r["kind"] != "worker" for r in facts["types"]):
+        lines.append(" " * 12 + "(clocks and cron run elsewhere: this run is not live here, "
+                                "or DEPLOY_SINGLETONS=no)")
+    return lines
+
+
+def process_logs(settings, run_name, entries, which, lines, out):
+    """deploy-logs --process: the tail of one type's log, or with `all` of
+    each type's, every line prefixed with its type."""
+    from .logs import tail
+    names = [e.name for e in entries]
+    if which != "all" and which not in names:
+        raise DeployError(f"{which}: not a process of {run_name}'s Procfile (processes: "
+                          f"{', '.join(names) or 'none'}, or all)")
+    for name in names if which == "all" else [which]:
+        path = proclayout.type_log(settings, run_name, name)
+        try:
+            with open(path, "rb") as stream:
+                text = tail(stream, lines)
+        except FileNotFoundError:
+            continue
+        if which == "all":
+            text = b"".join(f"{name}: ".encode() + line for line in text.splitlines(keepends=True))
+        out.write(text)
+    out.flush()

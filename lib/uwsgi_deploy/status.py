@@ -6,6 +6,7 @@ import json
 import os
 import sys
 
+from . import background
 from .deploylog import TIME_FORMAT
 from .inventory import AppState, selected_apps
 from .layout import App
@@ -39,6 +40,7 @@ def app_facts(app, settings):
         "recent": [{"version": e.name, "time": _time(e.time), "via": e.via, "commit": e.commit}
                    for e in reversed(state.history.entries[-RECENT:])],
         "deploying": state.deploying.name if state.deploy_running and state.deploying else None,
+        "processes": background.process_facts(settings, state.live) if state.live else None,
     }
 
 
@@ -51,6 +53,7 @@ def render_text(facts, settings):
         lines.append(f"  ping      {answer}: GET {settings.ping_path} on {App(settings, facts['name']).live_socket}")
     else:
         lines.append("  live      none")
+    lines += background.render_processes(facts.get("processes"))
     if facts["deploying"]:
         lines.append(f"  deploying {facts['deploying']}")
     rows = facts["versions"]
