@@ -34,6 +34,9 @@ from .procfile import CLOCK, CRON, WORKER, background, minute_of, procfile_path,
 LOOK_INTERVAL = 0.1
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0
 STEADY_AFTER = 60.0     # seconds a process must run for its backoff to start over
+# A minute's tick is fired late (a handover took the minute's first seconds)
+# only for a job that ticked before; a job never fired waits for its next minute.
+FIRST_TICK_LATENESS = 5.0
 SHELL_SPECIALS = set("|&;<>()$`\\\"'*?[#~=%\n")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP)
 
@@ -290,6 +293,8 @@ class Supervisor:
                 ticks = {}
             if ticks.get(name, -1) >= minute:
                 return False
+            if name not in ticks and time.time() - minute * 60 > FIRST_TICK_LATENESS:
+                return False   # a new job starts at its next due minute, not late in this one
             ticks[name] = minute
             write_json(path, ticks)
             return True
