@@ -43,6 +43,7 @@ def vassal_text(settings, version, deploy_dir, env_entries):
     argv = [sys.executable, "-I", os.path.join(os.path.normpath(BIN_DIR), "deploy-processes"),
             "--app", version.app.name, "--run", version.run_name, "--deploy-dir", deploy_dir,
             "--run-dir", settings.run_dir, "--log-dir", settings.log_dir, "--home", settings.home,
+            "--vassals-dir", settings.vassals_dir,
             "--stop-timeout", f"{settings.stop_timeout:g}",
             "--singletons", "yes" if settings.singletons == "yes" else "no"]
     command = "exec " + " ".join(shlex.quote(arg) for arg in argv)

@@ -37,6 +37,7 @@ STEADY_AFTER = 60.0     # seconds a process must run for its backoff to start ov
 # A minute's tick is fired late (a handover took the minute's first seconds)
 # only for a job that ticked before; a job never fired waits for its next minute.
 FIRST_TICK_LATENESS = 5.0
+HANDOVER_WAIT = 10.0    # seconds a clock that lost the live run waits for the new run's supervisor
 SHELL_SPECIALS = set("|&;<>()$`\\\"'*?[#~=%\n")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP)
 
@@ -108,6 +109,7 @@ class Supervisor:
     run_dir: str
     log_dir: str
     home: str
+    vassals_dir: str
     stop_timeout: float
     singletons: bool
     slots: dict = field(default_factory=dict)
@@ -125,6 +127,7 @@ class Supervisor:
         self.state_written = None
         self.log_files = {}
         self.started = time.time()
+        self.lost_at = None
 
     # -- the loop ------------------------------------------------------------
     def main(self):
@@ -145,27 +148,46 @@ class Supervisor:
         self.reap()
         self.read_counts()
         owner = self.owns_singletons()
+        if owner:
+            self.lost_at = None
+        elif self.lost_at is None:
+            self.lost_at = time.monotonic()
+        keep_clock = owner or not self.successor_ready()
         for entry in self.entries:
             if entry.kind == WORKER:
                 self.keep(entry, self.counts.get(entry.name, 1))
             elif entry.kind == CLOCK:
-                self.keep(entry, 1 if owner else 0)
+                self.keep(entry, 1 if keep_clock else 0, start=owner)
         if owner:
             self.fire_cron()
         else:
             self.checked_minute = None
         self.write_state(owner)
 
+    def live_run(self):
+        """The run the live socket points at (APP-<rev>[.N]), or None."""
+        try:
+            target = os.path.basename(os.readlink(os.path.join(self.run_dir, self.app + ".socket")))
+        except OSError:
+            return None
+        return target[:-len(".socket")] if target.endswith(".socket") else None
+
     def owns_singletons(self):
         """This run serves (the live socket points at it) and this host runs
         the clock and cron."""
-        if not self.singletons:
-            return False
-        try:
-            target = os.readlink(os.path.join(self.run_dir, self.app + ".socket"))
-        except OSError:
-            return False
-        return os.path.basename(target) == self.run + ".socket"
+        return self.singletons and self.live_run() == self.run
+
+    def successor_ready(self):
+        """A clock that lost the live run keeps ticking until the live run's
+        supervisor is up to start its own (at most HANDOVER_WAIT): the gap is
+        then the old clock's exit, not the new supervisor's start-up. A live
+        run with no processes vassal takes nothing over."""
+        live = self.live_run()
+        if live is None or time.monotonic() - self.lost_at > HANDOVER_WAIT:
+            return True
+        if not os.path.exists(os.path.join(self.vassals_dir, live + proclayout.PROCS_INI_SUFFIX)):
+            return True
+        return os.path.exists(proclayout.state_file(self, live))
 
     def read_counts(self):
         try:
@@ -176,9 +198,9 @@ class Supervisor:
             self.scale_mtime, self.counts = mtime, read_scale(self.scale_path)
 
     # -- workers and clocks --------------------------------------------------
-    def keep(self, entry, count):
+    def keep(self, entry, count, start=True):
         """count instances of entry running: start missing ones (after their
-        backoff), stop extra ones."""
+        backoff; not when start is false), stop extra ones."""
         for index in range(1, max(count, self.highest_index(entry.name)) + 1):
             slot = self.slots.setdefault((entry.name, index), Slot(entry.name, entry.kind, index, entry.command))
             running = slot.popen is not None
@@ -186,7 +208,7 @@ class Supervisor:
                 if running and slot.stopping_since is None:
                     self.terminate(slot, "scaled down" if entry.kind == WORKER else "its run is no longer live")
                 continue
-            if not running and time.monotonic() >= slot.not_before:
+            if not running and start and time.monotonic() >= slot.not_before:
                 self.start(slot)
         self.kill_overdue()
 
@@ -416,5 +438,5 @@ def read_state(settings, run_name):
         return None
 
 
-def supervise(app, run, deploy_dir, run_dir, log_dir, home, stop_timeout, singletons):
-    return Supervisor(app, run, deploy_dir, run_dir, log_dir, home, stop_timeout, singletons).main()
+def supervise(app, run, deploy_dir, run_dir, log_dir, home, vassals_dir, stop_timeout, singletons):
+    return Supervisor(app, run, deploy_dir, run_dir, log_dir, home, vassals_dir, stop_timeout, singletons).main()
