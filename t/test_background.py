@@ -19,7 +19,7 @@ import time
 import pytest
 
 import background_app as bg
-from conftest import BIN
+from conftest import BIN, must_fail
 from load import LoadLoop, SlowRequests
 from sandbox import Sandbox, process_ended
 from uwsgi_deploy import proclayout, waiting
@@ -141,6 +141,17 @@ def test_a_worker_crashing_at_start_is_refused_and_the_previous_processes_run_on
     assert f"switched back to {before.run_name}" in result.stderr
     assert world.live().run_name == before.run_name
     world.wait_settled()
+    world.check_guarantees()
+
+
+def test_a_bad_procfile_is_refused_in_one_line_before_anything_starts(world):
+    before = world.live()
+    world.commit("v-bad-procfile")
+    world.box.commit({"Procfile": "worker: python3 worker.py\ncronx: 61 * * * * python3 cronjob.py\n"})
+    result = world.box.push()
+    must_fail(result, 1, re.compile(r"expand: .*/Procfile:2: cronx: minute field: a value is outside 0-59$"))
+    assert world.live().run_name == before.run_name
+    assert not [n for n in os.listdir(world.box.settings.run_dir) if n.endswith(proclayout.PROCS_INI_SUFFIX)]
     world.check_guarantees()
 
 
