@@ -124,6 +124,9 @@ def test_deploys_under_load_run_every_job_once_with_one_clock(world):
     for n in range(2, 6):
         result = world.push(f"v{n}")
         assert result.returncode == 0, result.stderr
+        assert re.search(r"processes: worker\.1 pid [0-9]+, clock\.1 (pid [0-9]+|waits for the old clock to exit)",
+                         result.stderr), result.stderr
+        assert re.search(r"stopping app-[0-9a-f]{12}'s processes: SIGTERM, up to 30 s", result.stderr)
         live = world.live()
         state = read_state(world.box.settings, live.run_name)
         assert state and {p["name"] for p in state["processes"] if p["pid"]} >= {"worker"}, state
@@ -203,6 +206,24 @@ def test_scale_status_and_logs_follow_the_live_version(world):
     assert result.returncode == 1 and "nope: not a process of" in result.stderr
     assert tool("deploy-scale", "app", "worker=1").returncode == 0
     world.wait_settled()
+    world.check_guarantees()
+
+
+def test_singletons_turned_off_on_this_host_stop_the_clock_and_cron_at_once(world):
+    """A fleet's failover: DEPLOY_SINGLETONS=no in ~/deploy.conf takes the
+    clock (and cron) off this host within seconds, with no redeploy; yes
+    brings them back."""
+    config = os.path.join(world.box.home, "deploy.conf")
+    with open(config, "w") as stream:
+        stream.write("DEPLOY_SINGLETONS=no\n")
+    try:
+        waiting.wait_until(lambda: scripts_of_live(world) == ["worker.py"], 10)
+        assert scripts_of_live(world) == ["worker.py"]
+        assert "(clocks and cron run elsewhere" in world.box.tool("deploy-status", "app").stdout
+    finally:
+        os.unlink(config)
+    waiting.wait_until(lambda: scripts_of_live(world) == ["clock.py", "worker.py"], 10)
+    assert scripts_of_live(world) == ["clock.py", "worker.py"]
     world.check_guarantees()
 
 

@@ -21,6 +21,7 @@ import time
 from . import DeployError, FailedWithOutput, proclayout
 from .links import remove_if_exists
 from .paths import BIN_DIR
+from .settings import config_path
 from .procfile import CLOCK, WORKER, background, procfile_path, read
 from .stats import poke, read_stats, vassal_state
 from .supervisor import read_state
@@ -46,6 +47,8 @@ def vassal_text(settings, version, deploy_dir, env_entries):
             "--vassals-dir", settings.vassals_dir,
             "--stop-timeout", f"{settings.stop_timeout:g}",
             "--singletons", "yes" if settings.singletons == "yes" else "no"]
+    if settings.sources.get("singletons") != "environment":   # the file's value, read again as it changes
+        argv += ["--config", config_path(os.environ)]
     command = "exec " + " ".join(shlex.quote(arg) for arg in argv)
     if "," in command:
         raise DeployError("a path of the processes' supervisor contains ',' (attach-daemon2 splits on it)")
@@ -82,23 +85,28 @@ def wait_earlier_gone(settings, version, timeout):
         raise DeployError(f"the earlier processes of {version.run_name} are still stopping")
 
 
-def go_live(settings, version):
+def go_live(settings, version, say=None):
     """After the switch: the Emperor starts the run's processes. True if it has any."""
     waiting = proclayout.waiting_ini(version)
     if not os.path.exists(waiting):
         return False
     os.rename(waiting, proclayout.vassal_ini(version))
     poke(settings)
+    if say:
+        say(f"starting {version.run_name}'s processes ({os.path.basename(proclayout.vassal_ini(version))})")
     return True
 
 
-def stop(settings, version):
+def stop(settings, version, say=None):
     """The run's processes get SIGTERM and DEPLOY_STOP_TIMEOUT to finish;
     nothing waits for them here."""
     removed = remove_if_exists(proclayout.vassal_ini(version))
     remove_if_exists(proclayout.waiting_ini(version))
     if removed:
         poke(settings)
+        if say:
+            say(f"stopping {version.run_name}'s processes: SIGTERM, up to {settings.stop_timeout:g} s "
+                "to finish what they do")
     return removed
 
 
@@ -106,13 +114,14 @@ def has_processes(version):
     return os.path.exists(proclayout.vassal_ini(version))
 
 
-def watch_check(settings, version):
+def watch_check(settings, version, say=None):
     """A callable for each look of the watch: raises FailedWithOutput when a
     worker or clock of the run exited (with its last log lines), or when
-    they have not all started within START_TIMEOUT."""
+    they have not all started within START_TIMEOUT. Says once what runs."""
     if not has_processes(version):
         return None
     first_look = [None]
+    told = []
 
     def check(window_closing=False):
         now = time.monotonic()
@@ -124,10 +133,22 @@ def watch_check(settings, version):
                 raise FailedWithOutput(f"{process['name']}.{process['index']} exited (status "
                                        f"{process['last_exit']}) after going live",
                                        log_tail(log), os.path.basename(log))
-        if window_closing and not started_all(state) and now - first_look[0] > START_TIMEOUT:
+        started = started_all(state)
+        if window_closing and not started and now - first_look[0] > START_TIMEOUT:
             raise DeployError(f"the processes of {version.run_name} did not start within {START_TIMEOUT} s")
-        return started_all(state)
+        if started and say and not told:
+            told.append(True)
+            say("processes: " + ", ".join(describe(p) for p in state["processes"]) +
+                ("" if state.get("singletons") else " (clocks and cron run elsewhere)"))
+        return started
     return check
+
+
+def describe(process):
+    label = f"{process['name']}.{process['index']}"
+    if process["pid"]:
+        return f"{label} pid {process['pid']}"
+    return f"{label} waits for the old {process['name']} to exit" if process["waiting_for_lock"] else f"{label} off"
 
 
 def started_all(state):

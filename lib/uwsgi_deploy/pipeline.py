@@ -306,12 +306,12 @@ class Deploy:
         except Exception as error:
             self.refuse(StageFailed.of("switch", error), previous)
         try:
-            background.go_live(self.settings, self.version)   # its workers, clock and cron start now
+            background.go_live(self.settings, self.version, self.report.say)   # its workers, clock and cron start now
             self.watch()
         except Exception as error:
             failure = StageFailed.of("watch", error)
             self.switch_back(previous)
-            background.stop(self.settings, self.version)
+            background.stop(self.settings, self.version, self.report.say)
             self.report_failure(failure)
             self.retire_served(self.version)
             self.report_not_deployed(previous)
@@ -513,7 +513,7 @@ class Deploy:
             return
         with self.stage("watch", f"Watching {self.version.run_name} for {self.settings.watch:g} s"):
             watch_health(self.settings, self.version, self.settings.watch, self.report.say,
-                         also=background.watch_check(self.settings, self.version))
+                         also=background.watch_check(self.settings, self.version, self.report.say))
 
     def switch_back(self, previous):
         """The watch failed: traffic goes back to the previous version at once
@@ -541,7 +541,7 @@ class Deploy:
         if previous is None or previous.run_name == self.version.run_name:
             return
         with self.stage("retire", f"Retiring {previous.run_name}"):
-            background.stop(self.settings, previous)   # SIGTERM, DEPLOY_STOP_TIMEOUT to finish
+            background.stop(self.settings, previous, self.report.say)   # SIGTERM, DEPLOY_STOP_TIMEOUT to finish
             self.retire_served(previous)
 
     def link(self):

@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 
 from . import proclayout
+from .settings import _read_config as read_config
 from .procfile import CLOCK, CRON, WORKER, background, minute_of, procfile_path, read
 
 LOOK_INTERVAL = 0.1
@@ -37,6 +38,7 @@ STEADY_AFTER = 60.0     # seconds a process must run for its backoff to start ov
 # A minute's tick is fired late (a handover took the minute's first seconds)
 # only for a job that ticked before; a job never fired waits for its next minute.
 FIRST_TICK_LATENESS = 5.0
+CONFIG_INTERVAL = 2.0   # seconds between two reads of DEPLOY_SINGLETONS from the config file
 HANDOVER_WAIT = 10.0    # seconds a clock that lost the live run waits for the new run's supervisor
 SHELL_SPECIALS = set("|&;<>()$`\\\"'*?[#~=%\n")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP)
@@ -112,6 +114,7 @@ class Supervisor:
     vassals_dir: str
     stop_timeout: float
     singletons: bool
+    config: str = None        # the config file DEPLOY_SINGLETONS comes from, or None (fixed)
     slots: dict = field(default_factory=dict)
     cron_runs: list = field(default_factory=list)
     stop_requested: bool = False
@@ -128,6 +131,8 @@ class Supervisor:
         self.log_files = {}
         self.started = time.time()
         self.lost_at = None
+        self.config_read_at = time.monotonic()
+        self.config_error = None
 
     # -- the loop ------------------------------------------------------------
     def main(self):
@@ -175,7 +180,30 @@ class Supervisor:
     def owns_singletons(self):
         """This run serves (the live socket points at it) and this host runs
         the clock and cron."""
-        return self.singletons and self.live_run() == self.run
+        return self.runs_singletons() and self.live_run() == self.run
+
+    def runs_singletons(self):
+        """DEPLOY_SINGLETONS: as the deploy resolved it or, when it came from
+        the config file (or its default), as that file says now, read every
+        CONFIG_INTERVAL: a failover needs no redeploy."""
+        if self.config is None:
+            return self.singletons
+        if time.monotonic() >= self.config_read_at + CONFIG_INTERVAL:
+            self.config_read_at = time.monotonic()
+            try:
+                values = read_config(self.config)
+            except Exception as error:   # a bad file: keep the last value, say why once
+                if str(error) != self.config_error:
+                    self.config_error = str(error)
+                    self.say(None, f"{self.config}: {error}; DEPLOY_SINGLETONS stays "
+                                   f"{'yes' if self.singletons else 'no'}")
+                return self.singletons
+            self.config_error = None
+            now = values.get("DEPLOY_SINGLETONS", "yes") != "no"
+            if now != self.singletons:
+                self.say(None, f"DEPLOY_SINGLETONS is now {'yes' if now else 'no'} in {self.config}")
+                self.singletons = now
+        return self.singletons
 
     def successor_ready(self):
         """A clock that lost the live run keeps ticking until the live run's
@@ -438,5 +466,6 @@ def read_state(settings, run_name):
         return None
 
 
-def supervise(app, run, deploy_dir, run_dir, log_dir, home, vassals_dir, stop_timeout, singletons):
-    return Supervisor(app, run, deploy_dir, run_dir, log_dir, home, vassals_dir, stop_timeout, singletons).main()
+def supervise(app, run, deploy_dir, run_dir, log_dir, home, vassals_dir, stop_timeout, singletons, config=None):
+    return Supervisor(app, run, deploy_dir, run_dir, log_dir, home, vassals_dir, stop_timeout, singletons,
+                      config).main()
