@@ -259,3 +259,17 @@ def process_logs(settings, run_name, entries, which, lines, out):
             text = b"".join(f"{name}: ".encode() + line for line in text.splitlines(keepends=True))
         out.write(text)
     out.flush()
+
+
+def remove_run_files(settings, run):
+    """deploy-cleanup: a removed run's process logs (~/log/RUN.TYPE.log,
+    RUN.procs.log) and, when nothing runs it, its state and waiting vassal."""
+    from .procfile import NAME
+    prefix = run.run_name + "."
+    for name in os.listdir(settings.log_dir) if os.path.isdir(settings.log_dir) else []:
+        middle = name[len(prefix):-len(".log")] if name.startswith(prefix) and name.endswith(".log") else ""
+        if NAME.match(middle):   # a type's name starts with a letter: never a restart's number
+            remove_if_exists(os.path.join(settings.log_dir, name))
+    if not has_processes(run):
+        remove_if_exists(proclayout.state_file(settings, run.run_name))
+        remove_if_exists(proclayout.waiting_ini(run))
