@@ -58,7 +58,7 @@ me = cursor.lastrowid
 while not stopping:
     time.sleep(0.1)
     conn.execute("update clocks set beats = beats + 1 where rowid = ?", (me,))
-time.sleep(0.3)   # a clock's own shutdown takes a moment
+time.sleep(float(os.environ.get("CLOCK_STOP_SECONDS", "0.3")))   # a clock's own shutdown takes a moment
 conn.execute("update clocks set stop = ? where rowid = ?", (time.time(), me))
 '''
 

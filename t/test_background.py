@@ -33,6 +33,9 @@ pytestmark = [pytest.mark.emperor, pytest.mark.load]
 JOB_SECONDS = 4
 JOB_EVERY = 2.5
 WORKERS = ["worker.py", "worker.py"]
+# A clock takes 2 s to stop: longer than a new supervisor takes to start, so
+# a new clock that did not wait for the old one to be gone would overlap it.
+CLOCK_STOP_SECONDS = 2
 SETTLE = 45         # seconds for a retired version's processes to be gone (its job in hand finishes)
 
 
@@ -58,7 +61,8 @@ class World:
 
     def commit(self, version, env=""):
         files = dict(bg.files(version), **{"environment.sh": f"QUEUE_DB={self.queue.path}\n"
-                                                              f"JOB_SECONDS={JOB_SECONDS}\nCRON_SECONDS={JOB_SECONDS}\n{env}"})
+                                                              f"JOB_SECONDS={JOB_SECONDS}\nCRON_SECONDS={JOB_SECONDS}\n"
+                                                              f"CLOCK_STOP_SECONDS={CLOCK_STOP_SECONDS}\n{env}"})
         self.versions.append(version)
         return self.box.commit_app(version, extra=files)
 
