@@ -240,6 +240,24 @@ def test_singletons_turned_off_on_this_host_stop_the_clock_and_cron_at_once(worl
     world.check_guarantees()
 
 
+def test_a_fleet_commit_starts_the_processes_a_prepare_never_did(world):
+    """The fleet's phases on this host: --prepare starts the candidate's web
+    vassal only; its processes start at --commit, the old ones retire."""
+    commit = world.commit("v-fleet")
+    result = world.box.push(refspec="main:refs/fleet/candidate")
+    assert result.returncode == 0, result.stderr
+    result = world.box.tool("deploy-version", "--prepare", "app", commit)
+    assert result.returncode == 0, result.stderr
+    candidate = world.box.app("app").version(commit)
+    assert os.path.exists(proclayout.waiting_ini(candidate)) and not os.path.exists(proclayout.vassal_ini(candidate))
+    assert all(where != candidate.name for _, where in world.processes().values())
+    result = world.box.tool("deploy-version", "--commit", "app", commit)
+    assert result.returncode == 0, result.stderr
+    assert world.live().name == candidate.name
+    world.wait_settled()
+    world.check_guarantees()
+
+
 def test_a_deploy_killed_at_a_random_point_leaves_one_clock_and_no_orphan(world):
     point = random.choice(["switch", "watch", "retire", "link", "log"])
     world.commit(f"v-killed-at-{point}")
