@@ -170,6 +170,7 @@ def started_all(state):
 def sweep(settings, app, live_run, say, emperor_running=True):
     """Recovery: only the live run keeps a processes vassal; a live run whose
     deploy died between the switch and go_live gets its processes now."""
+    changed = False
     for directory in (settings.vassals_dir, settings.run_dir):
         for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
             if not name.endswith(proclayout.PROCS_INI_SUFFIX):
@@ -181,10 +182,12 @@ def sweep(settings, app, live_run, say, emperor_running=True):
                 if directory == settings.vassals_dir:
                     say(f"stopping the processes of {run.run_name}, which is not live")
                 remove_if_exists(os.path.join(directory, name))
+                changed = True
             elif directory == settings.run_dir and not os.path.exists(proclayout.vassal_ini(run)):
                 say(f"starting the processes of {run.run_name}, live since an interrupted deploy")
                 os.rename(os.path.join(directory, name), proclayout.vassal_ini(run))
-    if emperor_running:
+                changed = True
+    if changed and emperor_running:
         poke(settings)
 
 
