@@ -10,7 +10,7 @@ resurrects a stale candidate."""
 import os
 import shutil
 
-from . import DeployError, maintenance
+from . import DeployError, background, maintenance
 from .canary import follow as follow_canary_link
 from .inventory import apps_on_disk, hidden_work_files, prepared_records, socket_files
 from .layout import App
@@ -42,6 +42,7 @@ def sweep_app(settings, app, say=None, emperor_running=True):
                     remove_vassal(settings, stale, settings.drain_timeout, kill_after=settings.drain_timeout)
                 else:
                     remove_if_exists(path)
+    background.sweep(settings, app, live_run, say, emperor_running)
     for path in hidden_work_files(app, settings.home):     # half checkouts
         shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else remove_if_exists(path)
     for directory, pattern in app.temporary_links():     # ~/APP.<pid>.new, ~/run/APP.socket.<pid>.new

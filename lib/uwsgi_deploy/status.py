@@ -7,6 +7,7 @@ import os
 import sys
 import time
 
+from . import background
 from .deploylog import TIME_FORMAT
 from .inventory import AppState, selected_apps
 from .canary import read_record as canary_record
@@ -55,6 +56,7 @@ def app_facts(app, settings):
         "deploying": state.deploying.name if state.deploy_running and state.deploying else None,
         "maintenance": maintenance_state(app),
         "canary": canary_state(app),
+        "processes": background.process_facts(settings, state.live) if state.live else None,
     }
 
 
@@ -78,6 +80,7 @@ def render_text(facts, settings):
         ran = time.time() - canary["since"]
         lines.append(f"  canary    {canary['version']}: {ran:.0f} of {canary['seconds']:g} s, {canary['share']}% of "
                      f"clients (deploy-version --abort {facts['name']} {canary['rev']} ends it)")
+    lines += background.render_processes(facts.get("processes"))
     if facts["deploying"]:
         lines.append(f"  deploying {facts['deploying']}")
     rows = facts["versions"]
