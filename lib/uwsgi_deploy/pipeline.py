@@ -359,7 +359,8 @@ class Deploy:
                 raise StageFailed("checkout", f"{self.version.workdir}: no such directory")
             return
         with self.stage("checkout", f"Checking out {self.source.commit[:12]} into {self.version.workdir}"):
-            export_tree(self.source.git_dir, self.source.commit, self.version)
+            export_tree(self.source.git_dir, self.source.commit, self.version, self.settings.checkout_max_mb,
+                        say=self.report.say, on_point=self.on_stage)
 
     def find_deploy_files(self):
         try:
