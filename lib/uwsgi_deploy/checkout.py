@@ -12,6 +12,7 @@ import threading
 import time
 
 from . import DeployError, error_line
+from .bytecode import reuse_compiled
 from .store import ContentStore, link_or_copy
 
 ZERO_COMMIT = "0" * 40
@@ -115,14 +116,16 @@ def check_size(entries, max_mb, commit):
     return total
 
 
-def export_tree(git_dir, commit, version, max_mb=0, say=None, on_point=None):
+def export_tree(git_dir, commit, version, max_mb=0, say=None, on_point=None, previous=None):
     """Write commit's tree (no .git) to version's workdir, all or nothing:
     built in a hidden sibling, then renamed into place. Files are hard links
     into the app's content store (store.py), which receives only content it
     lacks; directories are the version's own. Refused before anything is
     written when it would check out to more than max_mb MiB. say(line)
     reports progress while content is written, and what was linked and
-    written; on_point("store-write") is called within the first write."""
+    written; on_point("store-write") is called within each write. previous:
+    the workdir of the version live now, whose compiled Python the new one
+    reuses for sources that did not change (bytecode.py)."""
     entries = list_tree(git_dir, commit)
     total = check_size(entries, max_mb, commit)
     destination, temporary = version.workdir, version.checkout_temporary()
@@ -130,7 +133,7 @@ def export_tree(git_dir, commit, version, max_mb=0, say=None, on_point=None):
     os.makedirs(temporary)
     try:
         extraction = Extraction(git_dir, ContentStore(version.app.store_dir), temporary, say, on_point)
-        extraction.run(entries, total)
+        extraction.run(entries, total, previous)
     except BaseException as error:
         shutil.rmtree(temporary, ignore_errors=True)
         if isinstance(error, (DeployError, OSError)):
@@ -151,19 +154,24 @@ class Extraction:
         self.on_point = on_point
         self.linked = self.written = self.written_bytes = 0
         self.made = set()   # directories created, relative
+        self.python_dirs = set()   # those holding a .py file
+        self.compiled = 0
 
-    def run(self, entries, total):
+    def run(self, entries, total, previous=None):
         self.store_fd = self.store.open_root()
         self.target_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
         try:
             missing, symlinks = self.link_present(entries)
             self.fetch(missing, symlinks, total)
+            if previous and os.path.isdir(previous):
+                self.compiled = reuse_compiled(previous, self.target_fd, self.python_dirs)
         finally:
             os.close(self.store_fd)
             os.close(self.target_fd)
             self.store.finish()
         self.say(f"{len(entries):,} files: {self.linked:,} already stored, {self.written:,} new "
-                 f"({self.written_bytes / MIB:,.1f} MiB written to {self.store.root})")
+                 f"({self.written_bytes / MIB:,.1f} MiB written to {self.store.root})"
+                 + (f"; {self.compiled:,} compiled modules reused" if self.compiled else ""))
 
     def place(self, path):
         """Create path's missing parent directories. Never through a link:
@@ -202,6 +210,8 @@ class Extraction:
             elif mode == b"120000":
                 symlinks.append(entry)
             else:
+                if path.endswith(b".py"):
+                    self.python_dirs.add(path.rpartition(b"/")[0])
                 name = key(blob, mode == b"100755")
                 if name in missing:
                     missing[name][1].append(path)

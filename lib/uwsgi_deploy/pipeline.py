@@ -105,8 +105,9 @@ class Deploy:
     a version already on disk. With restart, the version live when the lock
     is taken starts again as its next run (a configuration change), without
     setup. on_stage(point), when given, is called as each stage begins (with
-    its name) and at a few points within one ("venv-install", "venv-rename"
-    in the environment's build, "log" before deploy.log is written): fault
+    its name) and at a few points within one ("store-write" within each
+    write of new content to the store, "venv-install", "venv-rename" in the
+    environment's build, "log" before deploy.log is written): fault
     tests pause, kill or fail a deploy there; whatever it raises fails the
     stage like any error."""
 
@@ -359,8 +360,9 @@ class Deploy:
                 raise StageFailed("checkout", f"{self.version.workdir}: no such directory")
             return
         with self.stage("checkout", f"Checking out {self.source.commit[:12]} into {self.version.workdir}"):
+            previous = self.previous.workdir if self.previous else None
             export_tree(self.source.git_dir, self.source.commit, self.version, self.settings.checkout_max_mb,
-                        say=self.report.say, on_point=self.on_stage)
+                        say=self.report.say, on_point=self.on_stage, previous=previous)
 
     def find_deploy_files(self):
         try:

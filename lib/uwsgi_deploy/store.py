@@ -98,6 +98,19 @@ class ContentStore:
                 except FileNotFoundError:
                     continue
 
+    def directory_bytes(self):
+        """Bytes on disk of the store's own directories (root and fan-out)."""
+        total = 0
+        names = os.listdir(self.root) if os.path.isdir(self.root) else []
+        for path in [self.root] + [os.path.join(self.root, n) for n in names]:
+            try:
+                info = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                total += info.st_blocks * BLOCK
+        return total
+
     def temporaries(self):
         """The .tmp-PID directories deploys write content in."""
         names = os.listdir(self.root) if os.path.isdir(self.root) else []
@@ -175,7 +188,7 @@ def usage(store, workdirs):
     for workdir, inodes in per_version.items():
         alone[workdir] = sum(size for key, (links, size, nlink) in inodes.items()
                              if nlink - links <= (1 if key in in_store else 0))
-    return alone, sum(total.values())
+    return alone, sum(total.values()) + store.directory_bytes()
 
 
 def link_or_copy(source, destination, src_dir_fd=None, dst_dir_fd=None):
