@@ -182,12 +182,14 @@ def test_status_shows_disk_and_cleanup_frees_the_bytes_it_reports(six):
     before = du(*dirs, app.store_dir, *logs)
     result = six.tool("deploy-cleanup", "1")
     assert result.returncode == 0, result.stderr
-    [line] = [line for line in result.stdout.splitlines() if line.startswith("app: freed")]
-    reported = int(re.match(r"app: freed ([\d,]+) bytes", line).group(1).replace(",", ""))
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("freed ")]
+    reported = int(re.match(r"freed ([\d,]+) bytes on disk: ", line).group(1).replace(",", ""))
     after = du(*dirs, app.store_dir, *logs)
     assert before - after == reported, result.stdout
     # four changing.txt and app.py contents only v2..v5 used are gone from the store
-    assert re.search(r" 8 stored files no version left uses", line), line
+    parts = re.fullmatch(r"freed [\d,]+ bytes on disk: ([\d,]+) in the removed app-<rev> directories and their "
+                         r"logs, ([\d,]+) in 8 files of app.store no version left uses", line)
+    assert parts and sum(int(p.replace(",", "")) for p in parts.groups()) == reported, line
     assert sum(os.path.isdir(d) for d in dirs) == 2
     assert_store_sound(six)
     assert files_of(workdir(six, six.commits[-1])) == tree_of(six, six.commits[-1])

@@ -71,6 +71,7 @@ MIB = 1024 * 1024
 PROGRESS_EVERY = 1.0    # seconds between the lines a long checkout prints
 CHUNK = 1024 * 1024     # bytes read from git at a time
 NOT_PLAIN = (b"", b".", b"..")
+LINK_THREADS = 2        # links made at once (each thread waits in the kernel most of its time)
 
 
 class Entry(collections.namedtuple("Entry", "mode kind blob size path")):
@@ -174,13 +175,11 @@ class Extraction:
                  + (f"; {self.compiled:,} compiled modules reused" if self.compiled else ""))
 
     def place(self, path):
-        """Create path's missing parent directories. Never through a link:
+        """Create path's missing parent directories (the caller skips those
+        whose parent is made and whose name is plain). Never through a link:
         each one is created here, so a tree naming a path twice (a file and a
         directory, a link and a directory) is refused, as is a name that is
         not plain."""
-        parent, _, name = path.rpartition(b"/")
-        if parent in self.made and name not in NOT_PLAIN:
-            return
         parts = path.split(b"/")
         if any(part in NOT_PLAIN for part in parts):
             raise DeployError(f"the tree has a path that is not plain: {os.fsdecode(path)!r}")
@@ -196,37 +195,64 @@ class Extraction:
 
     def link_present(self, entries):
         """Link every file the store has; return what it lacks ({key:
-        (entry, [paths])}) and the symlinks ([entry]), whose target is content."""
-        missing, symlinks = {}, []
-        store_fd, target_fd, key, link = self.store_fd, self.target_fd, self.store.key, os.link
+        (entry, [paths])}) and the symlinks ([entry]), whose target is content.
+        The directories are made first; then LINK_THREADS threads link (a
+        link is a system call that releases the GIL: they overlap)."""
+        symlinks, files, made = [], [], self.made
+        key, target_fd = self.store.key, self.target_fd
         for entry in entries:
             mode, kind, blob, _size, path = entry
-            self.place(path)
+            parent, _, leaf = path.rpartition(b"/")
+            if parent not in made or leaf in NOT_PLAIN:
+                self.place(path)
             if kind != b"blob":
                 if kind != b"commit":
                     raise DeployError(f"{os.fsdecode(path)}: unexpected {kind.decode()} in the tree")
                 os.mkdir(path, dir_fd=target_fd)   # a submodule: an empty directory, as git archive has it
-                self.made.add(path)
+                made.add(path)
             elif mode == b"120000":
                 symlinks.append(entry)
             else:
                 if path.endswith(b".py"):
-                    self.python_dirs.add(path.rpartition(b"/")[0])
-                name = key(blob, mode == b"100755")
-                if name in missing:
-                    missing[name][1].append(path)
-                    continue
+                    self.python_dirs.add(parent)
+                files.append((key(blob, mode == b"100755"), entry))
+        parts = [files[n::LINK_THREADS] for n in range(LINK_THREADS)]
+        results = [None] * len(parts)
+        threads = [threading.Thread(target=self._link_part, args=(part, results, n)) for n, part in enumerate(parts)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        missing = {}
+        for linked, absent, error in results:
+            if error is not None:
+                raise error
+            self.linked += linked
+            for name, entry in absent:
+                missing.setdefault(name, (entry, []))[1].append(entry.path)
+        return missing, symlinks
+
+    def _link_part(self, files, results, slot):
+        """Link files ([(store key, entry)]) that the store has: results[slot]
+        = (how many, [(key, entry)] of those it lacks, an error or None)."""
+        store_fd, target_fd, link = self.store_fd, self.target_fd, os.link
+        linked, absent = 0, []
+        try:
+            for name, entry in files:
                 try:
-                    link(name, path, src_dir_fd=store_fd, dst_dir_fd=target_fd)
-                    self.linked += 1
+                    link(name, entry.path, src_dir_fd=store_fd, dst_dir_fd=target_fd)
+                    linked += 1
                 except FileNotFoundError:   # not in the store yet
-                    missing[name] = (entry, [path])
+                    absent.append((name, entry))
                 except OSError as error:
                     if error.errno != errno.EMLINK:
                         raise
-                    link_or_copy(name, path, src_dir_fd=store_fd, dst_dir_fd=target_fd)
-                    self.linked += 1
-        return missing, symlinks
+                    link_or_copy(name, entry.path, src_dir_fd=store_fd, dst_dir_fd=target_fd)
+                    linked += 1
+        except Exception as error:
+            results[slot] = (linked, absent, error)
+            return
+        results[slot] = (linked, absent, None)
 
     def fetch(self, missing, symlinks, total):
         """Store what was missing and link it; make the symlinks."""

@@ -128,11 +128,11 @@ class Cleanup:
                 self.say(f"kept {os.path.basename(self.store.root)} as it is: {self.state.holder} is running")
         else:
             files, in_store = collect(self.store, self.dry_run, self.leaving_links)
-        if not (self.freed_own or in_store):
+        if self.dry_run or not (self.freed_own or in_store):
             return
-        self.say(f"{self.app.name}: {'would free' if self.dry_run else 'freed'} {self.freed_own + in_store:,} "
-                 f"bytes on disk: {self.freed_own:,} in removed versions' own files and logs, {in_store:,} in "
-                 f"{files:,} stored files no version left uses")
+        self.say(f"freed {self.freed_own + in_store:,} bytes on disk: {self.freed_own:,} in the removed "
+                 f"{self.app.name}-<rev> directories and their logs, {in_store:,} in {files:,} files of "
+                 f"{os.path.basename(self.store.root)} no version left uses")
 
     def act(self, text):
         self.say(("would remove " if self.dry_run else "removed ") + text)
