@@ -1,8 +1,11 @@
 """Getting a version onto disk from git, and finding its deploy files.
 
-Git runs through `sh`. Inside a pre-receive hook the pushed objects are only
-reachable through the hook's GIT_* variables, so git sees them; setup and
-the app never do (clean_environ)."""
+A checkout lists the commit's tree (git ls-tree) and hard-links its files
+from the app's content store, which receives from one git cat-file only the
+content it lacks (store.py, docs/disk.md). Git runs through `sh`, or
+subprocess where its output is bytes. Inside a pre-receive hook the pushed
+objects are only reachable through the hook's GIT_* variables, so git sees
+them; setup and the app never do (clean_environ)."""
 import collections
 import errno
 import os
@@ -128,13 +131,13 @@ def export_tree(git_dir, commit, version, max_mb=0, say=None, on_point=None, pre
     the workdir of the version live now, whose compiled Python the new one
     reuses for sources that did not change (bytecode.py)."""
     entries = list_tree(git_dir, commit)
-    total = check_size(entries, max_mb, commit)
+    check_size(entries, max_mb, commit)
     destination, temporary = version.workdir, version.checkout_temporary()
     shutil.rmtree(temporary, ignore_errors=True)
     os.makedirs(temporary)
     try:
         extraction = Extraction(git_dir, ContentStore(version.app.store_dir), temporary, say, on_point)
-        extraction.run(entries, total, previous)
+        extraction.run(entries, previous)
     except BaseException as error:
         shutil.rmtree(temporary, ignore_errors=True)
         if isinstance(error, (DeployError, OSError)):
@@ -158,12 +161,12 @@ class Extraction:
         self.python_dirs = set()   # those holding a .py file
         self.compiled = 0
 
-    def run(self, entries, total, previous=None):
+    def run(self, entries, previous=None):
         self.store_fd = self.store.open_root()
         self.target_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
         try:
             missing, symlinks = self.link_present(entries)
-            self.fetch(missing, symlinks, total)
+            self.fetch(missing, symlinks)
             if previous and os.path.isdir(previous):
                 self.compiled = reuse_compiled(previous, self.target_fd, self.python_dirs)
         finally:
@@ -254,7 +257,7 @@ class Extraction:
             return
         results[slot] = (linked, absent, None)
 
-    def fetch(self, missing, symlinks, total):
+    def fetch(self, missing, symlinks):
         """Store what was missing and link it; make the symlinks."""
         wanted = [entry for entry, _paths in missing.values()] + symlinks
         if not wanted:
