@@ -101,7 +101,9 @@ class Candidate:
                 raise StageFailed("checkout", f"{self.version.workdir}: no such directory")
         else:
             with self.stages.stage("checkout", f"Checking out {source.commit[:12]} into {self.version.workdir}"):
-                export_tree(source.git_dir, source.commit, self.version)
+                live = self.request.app.live_version()    # its compiled Python is reused (bytecode.py)
+                export_tree(source.git_dir, source.commit, self.version, self.settings.checkout_max_mb,
+                            say=self.report.say, on_point=self.stages.point, previous=live and live.workdir)
         try:
             return Checkout(self.version.workdir, deploy_dir(self.version.workdir))
         except DeployError as error:

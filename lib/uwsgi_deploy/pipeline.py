@@ -52,8 +52,9 @@ class Deploy:
     a version already on disk. With restart, the version live when the lock
     is taken starts again as its next run (a configuration change), without
     setup. on_stage(point), when given, is called as each stage begins (with
-    its name) and at a few points within one ("venv-install", "venv-rename"
-    in the environment's build, "log" before deploy.log is written): fault
+    its name) and at a few points within one ("store-write" within each
+    write of new content to the store, "venv-install", "venv-rename" in the
+    environment's build, "log" before deploy.log is written): fault
     tests pause, kill or fail a deploy there; whatever it raises fails the
     stage like any error.
 

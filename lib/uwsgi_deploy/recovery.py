@@ -1,6 +1,7 @@
 """Cleaning up after a deploy that died (SIGKILL, a lost client, a crash).
 
-A deploy only ever adds: a hidden checkout, a hidden ini, a candidate vassal
+A deploy only ever adds: a hidden checkout, content being written to the
+app's store (store.py), a hidden ini, a candidate vassal
 (and its record, when it was only prepared), a temporary symlink. Until the
 switch none of them is live; after it, the old vassal is merely not retired
 yet. So whatever a dead deploy left, removing every vassal that is not live
@@ -16,6 +17,7 @@ from .inventory import apps_on_disk, hidden_work_files, prepared_records, socket
 from .layout import App
 from .links import remove_if_exists
 from .lock import DeployLock
+from .store import ContentStore, remove_temporaries
 from .vassal import remove_vassal, wait_drained
 
 
@@ -45,6 +47,7 @@ def sweep_app(settings, app, say=None, emperor_running=True):
     background.sweep(settings, app, live_run, say, emperor_running)
     for path in hidden_work_files(app, settings.home):     # half checkouts
         shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else remove_if_exists(path)
+    remove_temporaries(ContentStore(app.store_dir))       # content being written to the store
     for directory, pattern in app.temporary_links():     # ~/APP.<pid>.new, ~/run/APP.socket.<pid>.new
         for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
             if pattern.match(name):

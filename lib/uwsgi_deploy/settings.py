@@ -77,6 +77,9 @@ SETTINGS = (
     Setting("keep", "4", int, "versions deploy-cleanup keeps by default"),
     Setting("push_max_mb", "500", int,
             "largest push git accepts, in MiB (receive.maxInputSize, set by deploy-init; 0: no limit)"),
+    Setting("checkout_max_mb", "2048", int,
+            "largest checkout, in MiB: the sum of the pushed tree's file sizes, refused before anything is "
+            "written (0: no limit)"),
     Setting("fleet_batch", "", str,
             "on a fleet's primary: hosts committed at a time, a number or a percentage (empty: all at once)"),
     Setting("stop_timeout", "30", float,
