@@ -8,13 +8,13 @@ import tracemalloc
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from conftest import ROOT, UWSGI, wait_until
+from conftest import ROOT, UWSGI, must_fail, wait_until
 from uwsgi_deploy import DeployError
 from uwsgi_deploy.envfile import parse_env_text
 from uwsgi_deploy.layout import MAX_SOCKET_PATH
 from uwsgi_deploy.settings import load
 from uwsgi_deploy.setup_script import run_setup
-from uwsgi_deploy.uwsgi_ini import UwsgiIni, deploy_options
+from uwsgi_deploy.uwsgi_ini import UwsgiIni, deploy_options, escape_value
 from uwsgi_deploy.vassal import write_vassal_ini
 
 
@@ -29,7 +29,7 @@ def live(server):
 def refused(server, live, result, stage, reason, serving="v1"):
     """The push was refused with `pre-receive: STAGE: ...REASON...` and the
     live version (`serving` what it says) still serves."""
-    assert result.returncode != 0
+    must_fail(result, 1, f"remote: pre-receive: {stage}: ")
     summary = [line for line in result.stderr.splitlines() if line.startswith("remote: pre-receive: ")]
     assert len(summary) == 1, result.stderr
     assert summary[0].startswith(f"remote: pre-receive: {stage}: ") and reason in summary[0], summary[0]
@@ -60,18 +60,19 @@ def test_unparsable_env_file_names_file_and_line(server, live):
 
 
 @pytest.mark.parametrize("name", ["my app", ".hidden", "appé", "foo.git", "app-0123456789ab", "run"])
-def test_invalid_app_name_is_refused(server, name):
-    result = server.tool("deploy-init", name)
-    assert result.returncode == 1 and result.stderr.startswith(f"deploy-init: invalid app name {name!r}")
-    repo = os.path.join(server.home, name + ".git")
-    server.git(server.home, "init", "-q", "--bare", repo)
+def test_invalid_app_name_is_refused(sandbox, name):
+    """Refused before anything runs: no Emperor needed to show it."""
+    result = sandbox.tool("deploy-init", name)
+    must_fail(result, 1, f"^deploy-init: invalid app name {name!r}")
+    repo = os.path.join(sandbox.home, name + ".git")
+    sandbox.git(sandbox.home, "init", "-q", "--bare", repo)
     os.symlink(os.path.join(os.path.dirname(__file__), "..", "bin", "pre-receive"),
                os.path.join(repo, "hooks", "pre-receive"))
-    server.commit_app("v1")
-    result = server.git(server.source_repo(), "push", repo, "main", check=False)
-    assert result.returncode != 0
-    assert f"remote: pre-receive: invalid app name {name!r}" in result.stderr
-    assert server.vassal_inis() == []
+    sandbox.commit_app("v1")
+    before = sorted(os.listdir(sandbox.home))
+    result = sandbox.git(sandbox.source_repo(), "push", repo, "main", check=False)
+    must_fail(result, 1, f"remote: pre-receive: invalid app name {name!r}")
+    assert sorted(os.listdir(sandbox.home)) == before      # no checkout, no vassal, no log
 
 
 @pytest.mark.parametrize("link, target, what", [
@@ -254,7 +255,8 @@ def test_socket_path_over_102_bytes_is_refused_before_the_vassal_starts(sandbox)
     assert sandbox.get("/").text == "v1"
     result = sandbox.push("ab")
     summary = [line for line in result.stderr.splitlines() if line.startswith("remote: pre-receive: ")]
-    assert result.returncode != 0 and len(summary) == 1, result.stderr
+    must_fail(result, 1, "remote: pre-receive: expand: socket path ")
+    assert len(summary) == 1, result.stderr
     assert summary[0].rstrip() == (f"remote: pre-receive: expand: socket path {run_dir}/ab-{rev}.socket is "
                                    f"103 bytes; uWSGI allows {MAX_SOCKET_PATH}: set a shorter DEPLOY_RUN_DIR")
     assert "died while starting" not in result.stderr
@@ -268,12 +270,12 @@ def test_secret_values_never_shown_even_on_failure(server, live):
         stream.write("DB_PASSWORD=hunter2-s3cret\nBAD='x '\n")
     server.commit_app("v2")
     result = server.push()
-    assert result.returncode != 0
-    assert "BAD: trailing whitespace" in result.stderr
+    must_fail(result, 1, r"remote: pre-receive: .*BAD: trailing whitespace")
     with open(server.settings.env_file, "w") as stream:
         stream.write("DB_PASSWORD=hunter2-s3cret\n")
     server.commit_app("v3", ping_status=500)
     result = server.push(extra_env={"DEPLOY_PROBE_TIMEOUT": "1"})
+    must_fail(result, 1, "remote: pre-receive: probe: ")
     assert "last 20 lines of the vassal log" in result.stderr
     for output in (result.stderr, open(server.settings.log_file).read()):
         assert "hunter2" not in output
@@ -291,17 +293,53 @@ def test_vassal_ini_is_0600_from_creation(world):
         os.umask(old)
 
 
-@settings(max_examples=300, deadline=None)
-@given(env_text=st.text(max_size=200), ini_text=st.text(max_size=200))
-def test_any_env_and_ini_text_is_expanded_or_refused(env_text, ini_text):
-    """Arbitrary text never crashes the expander: a result or a DeployError."""
-    try:
-        entries = parse_env_text(env_text, "env", lookup=lambda name: None, warn=lambda m: None)
-        ini = UwsgiIni(ini_text, "uwsgi.ini")
-        ini.add_options(deploy_options(entries, "/srv/app"))
-        assert "[uwsgi]" in ini.text()
-    except DeployError as error:
-        assert "\n" not in str(error)
+# text shaped like what users write, so that many draws are accepted; and
+# anything at all, so that many are refused
+ENV_NAMES = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True)
+LINE_TEXT = st.text(st.characters(blacklist_characters="\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029",
+                                  blacklist_categories=("Cs",)), max_size=20)
+ENV_LINES = st.one_of(
+    st.builds("{}={}".format, ENV_NAMES, LINE_TEXT),
+    st.builds("{}='{}'".format, ENV_NAMES, LINE_TEXT.map(lambda v: v.replace("'", ""))),
+    st.builds("# {}".format, LINE_TEXT), st.just(""))
+INI_LINES = st.one_of(
+    st.builds("{} = {}".format, st.sampled_from(["master", "processes", "threads", "wsgi-file", "module",
+                                                 "harakiri", "env", "socket", "http-socket", "plugin"]),
+              LINE_TEXT),
+    st.builds("; {}".format, LINE_TEXT), st.sampled_from(["[uwsgi]", "[other]", ""]))
+ENV_TEXTS = st.one_of(st.text(max_size=200), st.lists(ENV_LINES, max_size=6).map("\n".join))
+INI_TEXTS = st.one_of(st.text(max_size=200), st.lists(INI_LINES, max_size=6).map(lambda lines: "\n".join(
+    ["[uwsgi]", *lines])))
+
+
+def test_any_env_and_ini_text_is_expanded_or_refused():
+    """Arbitrary text never crashes the expander: a one-line DeployError
+    naming the file, or an ini that keeps the user's text and carries
+    every variable. Both outcomes happen, many times each."""
+    outcomes = {"accepted": 0, "refused": 0}
+
+    @settings(max_examples=300, deadline=None)
+    @given(env_text=ENV_TEXTS, ini_text=INI_TEXTS)
+    def expand(env_text, ini_text):
+        try:
+            entries = parse_env_text(env_text, "env", lookup=lambda name: None, warn=lambda m: None)
+            ini = UwsgiIni(ini_text, "uwsgi.ini")
+            ini.add_options(deploy_options(entries, "/srv/app"))
+        except DeployError as error:
+            assert "\n" not in str(error) and str(error).startswith(("env:", "uwsgi.ini:")), str(error)
+            outcomes["refused"] += 1
+            return
+        text = ini.text()
+        assert text.startswith(ini_text)
+        deployers = text[len(ini_text):].split("\n[uwsgi]\n; added by uwsgi-deploy\n")[1].splitlines()
+        assert deployers[2] == "chdir = /srv/app"
+        carried = [line for line in deployers if line.startswith("env = ")]
+        expected = [f"env = {entry.name}={escape_value(entry.value, entry.name)}" for entry in entries]
+        assert carried[-len(expected):] == expected if expected else carried == ["env = LC_CTYPE=C.UTF-8"]
+        outcomes["accepted"] += 1
+
+    expand()
+    assert outcomes["accepted"] >= 30 and outcomes["refused"] >= 30, outcomes
 
 
 # -- security hardening (issue 13) --------------------------------------------
@@ -404,7 +442,7 @@ def test_push_over_the_size_limit_is_refused_by_git(server, live):
     assert result.returncode == 0, result.stderr
     server.commit({"blob.bin": os.urandom(3 * 1024 * 1024).hex()[:3 * 1024 * 1024]})
     result = server.push()
-    assert result.returncode != 0 and "pack exceeds maximum allowed size" in result.stderr, result.stderr
+    must_fail(result, 1, "pack exceeds maximum allowed size")
     assert server.get("/").text == "v1" and server.vassal_inis() == [f"app-{live}.ini"]
 
 
@@ -418,7 +456,7 @@ def test_malformed_git_object_is_refused_by_git(server, live):
                             input=bad, capture_output=True, text=True, check=True).stdout.strip()
     server.git(repo, "update-ref", "refs/heads/main", commit)
     result = server.push()
-    assert result.returncode != 0 and "fsck" in result.stderr, result.stderr
+    must_fail(result, 1, "fsck")
     assert server.get("/").text == "v1" and server.vassal_inis() == [f"app-{live}.ini"]
 
 
@@ -485,8 +523,7 @@ def test_make_demo_refuses_a_directory_another_user_prepared(world):
         for target in ("demo-stop", "demo"):
             result = subprocess.run(["make", "-s", "-C", ROOT, target, f"DEMO_DIR={demo}"],
                                     capture_output=True, text=True, timeout=60)
-            assert result.returncode != 0
-            assert f"demo: {demo} is not a private directory of yours (owner uid 65534" in result.stderr
+            must_fail(result, 2, f"demo: {demo} is not a private directory of yours (owner uid 65534")
         assert victim.poll() is None and os.listdir(demo) == ["pids"]
     finally:
         victim.kill()
