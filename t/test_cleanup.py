@@ -3,7 +3,7 @@ removes, and that the live app keeps serving."""
 import json
 import os
 
-from conftest import write
+from conftest import must_fail, write
 from sandbox import wait_file
 from uwsgi_deploy.inventory import versions_on_disk
 from uwsgi_deploy.lock import DeployLock
@@ -112,8 +112,7 @@ def test_failed_deploy_and_versions_with_a_vassal(server):
     revs = push_versions(server, 4)
     app = server.app("app")
     failed = server.commit_app("broken", extra=FAILING_SETUP)[:12]
-    result = server.push()
-    assert result.returncode != 0
+    must_fail(server.push(), 1, "remote: pre-receive: setup: setup exited with status 1")
     assert os.path.isdir(app.version(failed).workdir)     # the refused push left its checkout
     # a version the Emperor runs (not live, not previous) must stay, whatever N
     first = app.version(revs[0])
@@ -184,8 +183,7 @@ def test_bad_input_is_a_one_line_error(sandbox):
                           (["many"], "N must be a whole number, not 'many'"),
                           (["--app", "nope"], "no app 'nope' in ")):
         result = sandbox.tool("deploy-cleanup", *args)
-        assert result.returncode == 1
-        assert result.stderr.startswith("deploy-cleanup: " + message)
+        assert must_fail(result, 1, "deploy-cleanup: " + message).startswith("deploy-cleanup: ")
         assert result.stderr.count("\n") == 1
 
 
@@ -193,7 +191,7 @@ def test_a_refused_first_push_is_a_failed_deploy_until_the_log_is_lost(server):
     """An app that never went live has only failed deploys; one that went
     live but lost deploy.log ranks its versions by directory time."""
     failed = server.commit_app("broken", extra=FAILING_SETUP)[:12]
-    assert server.push().returncode != 0
+    must_fail(server.push(), 1, "remote: pre-receive: setup: setup exited with status 1")
     assert f"would remove app-{failed}: failed deploy" in cleanup(server, "--dry-run")
     [facts] = json.loads(server.tool("deploy-status", "--json", "app").stdout)["apps"]
     assert [v["marks"] for v in facts["versions"]] == [["failed"]]

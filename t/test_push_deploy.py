@@ -3,6 +3,7 @@ import os
 import re
 import stat
 
+from conftest import must_fail
 from uwsgi_deploy.stats import read_stats
 
 
@@ -61,7 +62,7 @@ def test_second_push_moves_traffic_and_retires_old_vassal(server):
 
 
 def assert_refused_and_v1_serves(server, result, stage, v1):
-    assert result.returncode != 0
+    must_fail(result, 1, f"remote: pre-receive: {stage}: ")
     assert "pre-receive hook declined" in result.stderr
     assert f"remote:  !     {stage}: " in result.stderr
     assert f"app-{v1} is still live" in result.stderr
@@ -164,8 +165,7 @@ def test_deleting_the_deploy_branch_is_refused(server):
     v1 = server.commit_app("v1")[:12]
     assert server.push().returncode == 0
     result = server.push(refspec=":main", force=False)
-    assert result.returncode != 0
-    assert "refusing to delete refs/heads/main: it is the deploy branch" in result.stderr
+    must_fail(result, 1, "remote: pre-receive: refusing to delete refs/heads/main: it is the deploy branch")
     assert server.get("/").text == "v1"
     assert os.readlink(server.app("app").live_socket) == f"app-{v1}.socket"
     heads = server.git(server.source_repo(), "ls-remote", server.app("app").repo).stdout
@@ -221,11 +221,10 @@ def test_deploy_version_switches_back_to_an_older_version(server):
     assert os.path.isdir(os.path.join(server.home, f"app-{v2}"))   # a rollback removes nothing
 
 
-def test_deploy_version_of_unknown_directory_is_an_error(server):
-    result = server.tool("deploy-version", os.path.join(server.home, "app-0123456789ab"))
-    assert result.returncode == 1
-    assert result.stderr.startswith("deploy-version: ")
-    assert "no such directory" in result.stderr
+def test_deploy_version_of_unknown_directory_is_an_error(sandbox):
+    sandbox.deploy_init("app")
+    result = sandbox.tool("deploy-version", os.path.join(sandbox.home, "app-0123456789ab"))
+    must_fail(result, 1, r"^deploy-version: .*no such directory")
 
 
 def test_a_local_push_by_another_user_deploys_into_the_repos_home(server):

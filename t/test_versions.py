@@ -2,6 +2,7 @@
 import multiprocessing
 import os
 
+from conftest import must_fail
 from load import LoadLoop
 from uwsgi_deploy.deploylog import append_entry, read_log
 from uwsgi_deploy.layout import App
@@ -86,13 +87,11 @@ def test_rollback_by_prefix_and_previous_under_load_loses_nothing(server):
 def test_unknown_or_ambiguous_prefix_lists_candidates(server):
     revs = push_versions(server, "v1", "v2", "v3")
     result = server.tool("deploy-version", "app", "zz")
-    assert result.returncode == 1
-    assert result.stderr.startswith("deploy-version: no version of app matches 'zz' (on disk: ")
+    must_fail(result, 1, r"^deploy-version: no version of app matches 'zz' \(on disk: ")
     assert all(f"app-{rev}" in result.stderr for rev in revs)
     common = os.path.commonprefix(revs)
     result = server.tool("deploy-version", "app", common)   # "" matches all three
-    assert result.returncode == 1
-    assert "is ambiguous: " in result.stderr and all(rev in result.stderr for rev in revs)
+    must_fail(result, 1, "^deploy-version: .*is ambiguous: ") and all(rev in result.stderr for rev in revs)
     assert server.get("/").text == "v3"
 
 
