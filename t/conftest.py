@@ -71,6 +71,18 @@ def _search(regex, text):
         return None
 
 
+# Tiers (pytest.ini, docs/testing.md): what a test needs is marked in its
+# file. A test that uses one of these fixtures starts a real uWSGI: it is
+# marked emperor even where its file forgot, so `make check` never runs it.
+EMPEROR_FIXTURES = {"server", "busy_server", "uwsgi_runner"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if EMPEROR_FIXTURES & set(item.fixturenames) and item.get_closest_marker("emperor") is None:
+            item.add_marker(pytest.mark.emperor)
+
+
 NOWHERE = "/nonexistent/uwsgi-deploy-test"
 
 

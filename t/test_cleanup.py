@@ -3,6 +3,8 @@ removes, and that the live app keeps serving."""
 import json
 import os
 
+import pytest
+
 from conftest import must_fail, write
 from sandbox import wait_file
 from uwsgi_deploy.inventory import versions_on_disk
@@ -41,6 +43,7 @@ def cleanup(server, *args):
     return result.stdout.splitlines()
 
 
+@pytest.mark.emperor
 def test_default_keeps_the_four_most_recent_of_each_app(server):
     revs = push_versions(server, 8)
     server.deploy_init("other")
@@ -108,6 +111,7 @@ def test_default_keeps_the_four_most_recent_of_each_app(server):
     assert server.get("/").text == "v8"
 
 
+@pytest.mark.emperor
 def test_failed_deploy_and_versions_with_a_vassal(server):
     revs = push_versions(server, 4)
     app = server.app("app")
@@ -136,6 +140,7 @@ def test_failed_deploy_and_versions_with_a_vassal(server):
     assert server.get("/").text == "v4"
 
 
+@pytest.mark.emperor
 def test_version_being_deployed_survives_while_the_lock_is_held(server):
     revs = push_versions(server, 2)
     app = server.app("app")
@@ -158,6 +163,7 @@ def test_version_being_deployed_survives_while_the_lock_is_held(server):
     assert on_disk(server) == sorted(revs)
 
 
+@pytest.mark.emperor
 def test_a_real_push_in_progress_keeps_its_candidate(server):
     revs = push_versions(server, 2)
     candidate = server.commit_app("v3")[:12]
@@ -187,6 +193,7 @@ def test_bad_input_is_a_one_line_error(sandbox):
         assert result.stderr.count("\n") == 1
 
 
+@pytest.mark.emperor
 def test_a_refused_first_push_is_a_failed_deploy_until_the_log_is_lost(server):
     """An app that never went live has only failed deploys; one that went
     live but lost deploy.log ranks its versions by directory time."""

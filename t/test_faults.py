@@ -11,6 +11,8 @@ from load import BUSY_INI, BusyLoad
 from sandbox import process_ended, wait_file
 from uwsgi_deploy.lock import DeployLock
 
+pytestmark = pytest.mark.emperor
+
 
 def assert_clean_layout(server, live_rev):
     """Exactly the live version's vassal, sockets and links; nothing hidden left."""
@@ -89,6 +91,7 @@ STAGES = ["checkout", "env", "setup", "expand", "probe", "reconfigure", "switch"
 AFTER_SWITCH = {"watch", "retire", "link", "log"}
 
 
+@pytest.mark.load
 @pytest.mark.parametrize("stage", STAGES)
 def test_deploy_killed_at_stage_keeps_serving_and_next_deploy_cleans_up(busy_server, stage):
     server = busy_server

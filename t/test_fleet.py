@@ -19,6 +19,10 @@ from fleet_world import APP, FleetWorld
 from load import LoadLoop, SlowRequests
 from sandbox_server import wait_until
 
+# one module-scoped world: under xdist its tests run on one worker
+pytestmark = [pytest.mark.fleet, pytest.mark.ssh, pytest.mark.emperor, pytest.mark.load,
+              pytest.mark.xdist_group("fleet")]
+
 WORKERS = 4   # processes in the fleet app's uwsgi.ini
 
 

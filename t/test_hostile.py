@@ -38,22 +38,26 @@ def refused(server, live, result, stage, reason, serving="v1"):
     return summary[0]
 
 
+@pytest.mark.emperor
 def test_missing_uwsgi_ini(server, live):
     server.commit({"uwsgi.ini": None})
     refused(server, live, server.push(), "expand", "no uwsgi.ini in ")
 
 
+@pytest.mark.emperor
 def test_ini_syntax_error_names_file_and_line(server, live):
     server.commit({"uwsgi.ini": "[uwsgi]\nmaster = true\nthis is not an option\n"})
     line = refused(server, live, server.push(), "expand", "uwsgi.ini:3: cannot parse this line")
     assert "/app-" in line
 
 
+@pytest.mark.emperor
 def test_owned_option_names_option_and_line(server, live):
     server.commit({"uwsgi.ini": "[uwsgi]\nwsgi-file = app.py\nhttp-socket = :9090\n"})
     refused(server, live, server.push(), "expand", "uwsgi.ini:3: option 'http-socket' is set by the deployer")
 
 
+@pytest.mark.emperor
 def test_unparsable_env_file_names_file_and_line(server, live):
     server.commit({"environment.sh": "A=1\nB='unterminated\n"})
     refused(server, live, server.push(), "env", "environment.sh:2: cannot parse this line")
@@ -75,6 +79,7 @@ def test_invalid_app_name_is_refused(sandbox, name):
     assert sorted(os.listdir(sandbox.home)) == before      # no checkout, no vassal, no log
 
 
+@pytest.mark.emperor
 @pytest.mark.parametrize("link, target, what", [
     (".deploy", "/etc", ".deploy leads outside the checkout"),
     ("setup", "/bin/true", "setup leads outside the checkout"),
@@ -92,6 +97,7 @@ def test_links_out_of_the_checkout_are_refused(server, live, link, target, what)
     refused(server, live, server.push(), stage, what)
 
 
+@pytest.mark.emperor
 def test_setup_without_x_bit_is_made_executable(server, live):
     server.commit_app("v2", extra={"setup": "#!/bin/sh\necho set up\n"})
     os.chmod(os.path.join(server.source_repo(), "setup"), 0o644)
@@ -102,6 +108,7 @@ def test_setup_without_x_bit_is_made_executable(server, live):
     assert "remote: set up" in result.stderr and server.get("/").text == "v2"
 
 
+@pytest.mark.emperor
 def test_hanging_setup_times_out(server, live):
     server.commit_app("v2", extra={"setup": "#!/bin/sh\necho starting\nexec sleep 600\n"})
     result = server.push(extra_env={"DEPLOY_SETUP_TIMEOUT": "1"})
@@ -109,6 +116,7 @@ def test_hanging_setup_times_out(server, live):
     assert "remote:  !       starting" in result.stderr
 
 
+@pytest.mark.emperor
 def test_setup_printing_50_mb_is_streamed(server, live):
     noisy = "#!/bin/sh\nhead -c 25000000 /dev/zero | tr '\\0' 'x'\necho\n" \
             "yes 'a line of setup output' | head -c 25000000\necho done\n"
@@ -140,6 +148,7 @@ def test_run_setup_memory_stays_flat_for_50_mb(world):
 
 # -- any failure before the switch: one line, and the candidate is gone -------
 
+@pytest.mark.emperor
 def test_an_oserror_is_one_line_naming_stage_and_file(server, live):
     """~/log is a file: the probe stage cannot make the directory."""
     log_dir = server.settings.log_dir
@@ -158,6 +167,7 @@ def candidate_gone(server, live, rev):
     assert [n for n in server.run_files(".socket") if rev in n] == []
 
 
+@pytest.mark.emperor
 def test_an_oserror_while_the_candidate_runs_removes_it(server, live):
     """With DEPLOY_PROBE_VIA=http the candidate answers on a loopback port;
     then rewriting its ini fails (a directory where the temporary file goes)."""
@@ -177,6 +187,7 @@ def test_an_oserror_while_the_candidate_runs_removes_it(server, live):
     candidate_gone(server, live, rev)
 
 
+@pytest.mark.emperor
 def test_any_exception_while_the_candidate_runs_removes_it(server, live):
     """Whatever goes wrong, a bug included: here a test pause at the switch
     that nobody releases raises in the pipeline, which fails loudly."""
@@ -195,6 +206,7 @@ GARBLED_PING = '''def application(environ, start_response):
 '''
 
 
+@pytest.mark.emperor
 def test_a_ping_answer_requests_cannot_read_is_a_failed_probe(server, live):
     """DEPLOY_PROBE_VIA=http: requests raises reading this /ping answer."""
     server.environ["DEPLOY_PROBE_VIA"] = "http"
@@ -212,6 +224,7 @@ def test_a_tool_turns_an_oserror_into_one_line(world):
     assert (result.returncode, result.stderr) == (1, f"deploy-init: {home}/vassals: Not a directory\n")
 
 
+@pytest.mark.emperor
 def test_ping_that_hangs_is_refused_within_timeout(server, live):
     hanging = "import time\ndef application(e, s):\n    time.sleep(600)\n"
     server.commit({"app.py": hanging})
@@ -219,6 +232,7 @@ def test_ping_that_hangs_is_refused_within_timeout(server, live):
     assert "timeout" in line
 
 
+@pytest.mark.emperor
 def test_socket_path_limit_is_uwsgis_102_bytes(world):
     """uWSGI refuses a unix socket name over 102 bytes (the kernel would take
     107): measured on the real binary."""
@@ -238,6 +252,7 @@ def test_socket_path_limit_is_uwsgis_102_bytes(world):
     assert (binds(MAX_SOCKET_PATH), binds(MAX_SOCKET_PATH + 1)) == (True, False)
 
 
+@pytest.mark.emperor
 def test_socket_path_over_102_bytes_is_refused_before_the_vassal_starts(sandbox):
     """With a run directory where app `a` gets a 102-byte socket and app `ab`
     a 103-byte one, `a` deploys and serves and `ab` is refused at expand,
@@ -265,6 +280,7 @@ def test_socket_path_over_102_bytes_is_refused_before_the_vassal_starts(sandbox)
 
 # -- secrets -----------------------------------------------------------------
 
+@pytest.mark.emperor
 def test_secret_values_never_shown_even_on_failure(server, live):
     with open(server.settings.env_file, "w") as stream:
         stream.write("DB_PASSWORD=hunter2-s3cret\nBAD='x '\n")
@@ -354,6 +370,7 @@ echo set up
 """
 
 
+@pytest.mark.emperor
 def test_setup_leaves_no_process_running(server, live):
     """A `cmd &` and a setsid, double-forked daemon of a setup that exits 0
     are gone when the setup stage ends."""
@@ -367,6 +384,7 @@ def test_setup_leaves_no_process_running(server, live):
     assert server.get("/").text == "v2"
 
 
+@pytest.mark.emperor
 @pytest.mark.parametrize("text, line, reason", [
     ("A=1\nsk_live_51HxyzSECRETxyz\n", 2, "no '=' on this line"),
     ("KEY=-----BEGIN\nMIIEvQIBADANBgkqh+kiG9w0SECRET/AQEFAASC=xyz\n", 2, "invalid variable name"),
@@ -378,6 +396,7 @@ def test_malformed_env_line_is_refused_without_showing_it(server, live, text, li
     assert "SECRET" not in result.stderr
 
 
+@pytest.mark.emperor
 def test_uwsgi_variable_in_an_env_file_is_refused(server, live):
     with open(server.settings.env_file, "w") as stream:
         stream.write("A=1\nUWSGI_HTTP11_SOCKET=0.0.0.0:9090\n")
@@ -387,12 +406,14 @@ def test_uwsgi_variable_in_an_env_file_is_refused(server, live):
             f"{server.settings.env_file}:2: UWSGI_HTTP11_SOCKET: names starting with UWSGI_ become uWSGI options")
 
 
+@pytest.mark.emperor
 def test_listener_alias_in_uwsgi_ini_is_refused(server, live):
     server.commit({"uwsgi.ini": "[uwsgi]\nmaster = true\nwsgi-file = app.py\n; \x0c[other]\n"
                                 "http11-socket = 0.0.0.0:9090\n"})
     refused(server, live, server.push(), "expand", "uwsgi.ini:5: option 'http11-socket' opens a way in")
 
 
+@pytest.mark.emperor
 def test_server_side_env_file_others_can_read_is_warned_about_and_writable_refused(server, live):
     env_file = server.settings.env_file
     with open(env_file, "w") as stream:
@@ -409,6 +430,7 @@ def test_server_side_env_file_others_can_read_is_warned_about_and_writable_refus
     assert "hunter2" not in line
 
 
+@pytest.mark.emperor
 def test_what_a_deploy_writes_is_private_to_the_account(server, live):
     """Checkout, setup's files, deploy.log, git's objects, the layout, and the
     sockets and logs of the Emperor's vassals: nothing for other users,
@@ -430,6 +452,7 @@ def test_what_a_deploy_writes_is_private_to_the_account(server, live):
     assert public == []
 
 
+@pytest.mark.emperor
 def test_uwsgi_ini_that_setup_left_as_a_fifo_is_refused_at_once(server, live):
     setup = "#!/bin/sh\nrm uwsgi.ini\nmkfifo uwsgi.ini\n"
     server.commit_app("v2", extra={"setup": setup})
@@ -437,6 +460,7 @@ def test_uwsgi_ini_that_setup_left_as_a_fifo_is_refused_at_once(server, live):
     refused(server, live, result, "expand", "uwsgi.ini: not a regular file (a FIFO)")
 
 
+@pytest.mark.emperor
 def test_push_over_the_size_limit_is_refused_by_git(server, live):
     result = server.tool("deploy-init", "app", env={"DEPLOY_PUSH_MAX_MB": "1"})
     assert result.returncode == 0, result.stderr
@@ -446,6 +470,7 @@ def test_push_over_the_size_limit_is_refused_by_git(server, live):
     assert server.get("/").text == "v1" and server.vassal_inis() == [f"app-{live}.ini"]
 
 
+@pytest.mark.emperor
 def test_malformed_git_object_is_refused_by_git(server, live):
     """receive.fsckObjects: a commit whose author has no email never gets in."""
     repo = server.source_repo()
@@ -471,6 +496,7 @@ def application(environ, start_response):
 '''
 
 
+@pytest.mark.emperor
 def test_vassal_log_is_capped_and_rotated(server, live):
     """A log over DEPLOY_VASSAL_LOG_MAX_MB becomes the one old copy within
     seconds, the app logging on into the emptied log, every request served

@@ -30,6 +30,7 @@ def start_app(world, uwsgi_runner, status, over):
     return target
 
 
+@pytest.mark.emperor
 @pytest.mark.parametrize("over", ["http", "unix"])
 def test_answers_200_exits_0(world, uwsgi_runner, over):
     target = start_app(world, uwsgi_runner, 200, over)
@@ -38,6 +39,7 @@ def test_answers_200_exits_0(world, uwsgi_runner, over):
     assert result.stderr == ""
 
 
+@pytest.mark.emperor
 @pytest.mark.parametrize("over", ["http", "unix"])
 def test_answers_500_fails_saying_500(world, uwsgi_runner, over):
     target = start_app(world, uwsgi_runner, 500, over)
@@ -46,6 +48,7 @@ def test_answers_500_fails_saying_500(world, uwsgi_runner, over):
     assert len(result.stderr.splitlines()) == 1
 
 
+@pytest.mark.emperor
 def test_other_path_is_asked(world, uwsgi_runner):
     """--path changes what is requested: / answers 200 where /ping answers 500."""
     target = start_app(world, uwsgi_runner, 500, "unix")
@@ -73,6 +76,7 @@ def test_missing_socket_file_says_so(world):
     must_fail(result, 1, "^probe-ping: .*no socket")
 
 
+@pytest.mark.emperor
 def test_waits_for_a_late_starter(world, uwsgi_runner):
     """Retries until the app comes up, within the timeout."""
     import subprocess

@@ -23,6 +23,9 @@ from uwsgi_deploy.inventory import versions_on_disk
 from sandbox_server import wait_until
 from uwsgi_deploy.shell_commands import COMMANDS
 
+# one module-scoped world: under xdist its tests run on one worker
+pytestmark = [pytest.mark.ssh, pytest.mark.emperor, pytest.mark.xdist_group("remote")]
+
 # an app that refuses to start when its environment says so
 CRASHABLE_APP = ("import os\nif os.environ.get('CRASH_AT_IMPORT'):\n"
                  "    raise RuntimeError('asked to crash')\n") + TEST_APP
@@ -175,6 +178,7 @@ def test_cleanup_keeps_live_and_previous_and_removes_the_rest_with_their_logs(re
 
 
 # -- per-app configuration -----------------------------------------------------------
+@pytest.mark.load
 def test_config_set_from_stdin_restarts_with_zero_failed_requests(remote):
     # two workers, slow requests longer than the watch: every worker is busy at times
     rev = remote.deploy("app", "config-v1", extra={"setup": SETUP, "uwsgi.ini": BUSY_INI})

@@ -9,6 +9,8 @@ import pytest
 from conftest import must_fail
 from accounts import create_deploy_account, install_toolkit, remove_account, run_checked as run, start_sshd
 
+pytestmark = [pytest.mark.ssh, pytest.mark.emperor]
+
 
 @pytest.fixture
 def deploy_account(sandbox):

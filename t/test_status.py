@@ -3,6 +3,8 @@ the versions on disk and the last deploys."""
 import json
 import os
 
+import pytest
+
 from conftest import must_fail
 
 FAILING_SETUP = {"setup": "#!/bin/sh\nexit 1\n"}
@@ -20,6 +22,7 @@ def status(server, *args):
     return result.stdout
 
 
+@pytest.mark.emperor
 def test_status_of_an_app_with_three_deploys(server):
     commits = []
     for version in ("v1", "v2", "v3"):
@@ -59,6 +62,7 @@ def test_status_of_an_app_with_three_deploys(server):
     assert status(server, "app") == text
 
 
+@pytest.mark.emperor
 def test_status_says_down_when_the_live_vassal_is_gone(server):
     server.commit_app("v1")
     assert server.push().returncode == 0

@@ -18,6 +18,9 @@ from sandbox import Sandbox
 from uwsgi_deploy.probe import free_loopback_port
 from wheels import build_wheel, local_index_environ
 
+# one module-scoped world: under xdist its tests run on one worker
+pytestmark = [pytest.mark.emperor, pytest.mark.xdist_group("venvs")]
+
 APPS = ["reuse", "chg", "back", "s1", "s2", "kill", "fail", "pipa", "zero"]
 
 VENV_APP = '''import importlib, json, sys

@@ -2,6 +2,8 @@
 import multiprocessing
 import os
 
+import pytest
+
 from conftest import must_fail
 from load import LoadLoop
 from uwsgi_deploy.deploylog import append_entry, read_log
@@ -22,6 +24,7 @@ def push_versions(server, *names, extra=None):
     return revs
 
 
+@pytest.mark.emperor
 def test_deploy_log_records_pushes_deploy_version_and_rollbacks(server):
     commits = []
     for name in ("v1", "v2"):
@@ -67,6 +70,8 @@ def test_concurrent_appends_never_interleave(world):
     assert len(read_log(path)) == 1200     # every line parses whole
 
 
+@pytest.mark.emperor
+@pytest.mark.load
 def test_rollback_by_prefix_and_previous_under_load_loses_nothing(server):
     v1, v2 = push_versions(server, "v1", "v2")
     with LoadLoop(server.url("/"), ["v1", "v2"], clients=4) as load:
@@ -84,6 +89,7 @@ def test_rollback_by_prefix_and_previous_under_load_loses_nothing(server):
     assert server.vassal_inis() == [f"app-{v2}.ini"]
 
 
+@pytest.mark.emperor
 def test_unknown_or_ambiguous_prefix_lists_candidates(server):
     revs = push_versions(server, "v1", "v2", "v3")
     result = server.tool("deploy-version", "app", "zz")
@@ -95,6 +101,7 @@ def test_unknown_or_ambiguous_prefix_lists_candidates(server):
     assert server.get("/").text == "v3"
 
 
+@pytest.mark.emperor
 def test_previous_without_history_is_an_error(server):
     push_versions(server, "v1")
     result = server.tool("deploy-version", "--previous", "app")
@@ -102,6 +109,7 @@ def test_previous_without_history_is_an_error(server):
     assert result.stderr == "deploy-version: deploy.log names no version of app before the live one\n"
 
 
+@pytest.mark.emperor
 def test_no_setup_skips_setup(server):
     setup = "#!/bin/sh\necho ran >> \"$HOME/setup-runs\"\n"
     v1, v2 = push_versions(server, "v1", "v2", extra={"setup": setup})

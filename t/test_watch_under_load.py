@@ -11,6 +11,8 @@ from conftest import must_fail
 from load import BUSY_INI, SLOW_SECONDS, BusyLoad, LoadLoop
 from uwsgi_deploy import waiting
 
+pytestmark = [pytest.mark.emperor, pytest.mark.load]
+
 
 # two workers with one thread each, or with two threads each (then twice the
 # slow requests fill them)
