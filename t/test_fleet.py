@@ -14,9 +14,14 @@ import time
 
 import pytest
 
+from conftest import must_fail
 from fleet_world import APP, FleetWorld
 from load import LoadLoop, SlowRequests
 from sandbox_server import wait_until
+
+# one module-scoped world: under xdist its tests run on one worker
+pytestmark = [pytest.mark.fleet, pytest.mark.ssh, pytest.mark.emperor, pytest.mark.load,
+              pytest.mark.xdist_group("fleet")]
 
 WORKERS = 4   # processes in the fleet app's uwsgi.ini
 
@@ -190,7 +195,7 @@ def test_setup_failing_on_host_2_refuses_the_push_and_no_host_changes(fleet):
     commit = fleet.commit("fleet-broken-on-h2", environment="BREAK_SETUP_ON=h2\n")
     rev = commit[:12]
     result = fleet.push()
-    assert result.returncode != 0
+    must_fail(result, 1, f"remote: pre-receive: fleet deploy of {APP}-{rev} refused: h2 failed to prepare: ")
     assert "pre-receive hook declined" in result.stderr
     lines = pusher_lines(result)
     assert "h2: setup breaks on h2, as this commit asks" in lines
@@ -221,7 +226,7 @@ def test_host_3_crashing_in_its_watch_rolls_every_host_back(fleet):
             loop.wait_for(loop.total + 50)
     print("what the clients saw:")
     load.report()
-    assert result.returncode != 0
+    must_fail(result, 1, f"remote: pre-receive: fleet deploy of {APP}-{rev} refused: h3 failed to commit: watch: ")
     lines = pusher_lines(result)
     assert any(line.startswith(" !     h3 failed to commit: watch: ") and line.endswith(
         "; rolled back h1, h2 to the version each served before") for line in lines), lines
@@ -251,7 +256,7 @@ def test_in_batches_a_failed_batch_stops_the_ones_after_it(fleet):
         result = fleet.push()
     finally:
         fleet.set_setting("DEPLOY_FLEET_BATCH", None)
-    assert result.returncode != 0
+    must_fail(result, 1, f"remote: pre-receive: fleet deploy of {APP}-{rev} refused: h2 failed to commit: watch: ")
     lines = pusher_lines(result)
     committing = [line for line in lines if line.startswith(f"-----> Committing {APP}-{rev} on ")]
     assert committing == [f"-----> Committing {APP}-{rev} on h1 (switch, watch, retire, link)",

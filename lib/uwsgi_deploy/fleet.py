@@ -118,8 +118,10 @@ class FleetStatus:
         return next(iter(versions)) if len(versions) == 1 and not self.unanswered else None
 
     def verdict(self):
+        if not self.hosts:
+            return "no hosts"
         if not self.split:
-            return f"every host serves {self.live or 'nothing'}" if self.hosts else "no hosts"
+            return f"every host serves {self.live or 'nothing'}"
         parts = [f"{version or 'nothing'} on {', '.join(hosts)}" for version, hosts in self.versions.items()]
         parts += [f"{h.host} did not answer" for h in self.unanswered]
         return "SPLIT: the hosts disagree: " + "; ".join(parts)
