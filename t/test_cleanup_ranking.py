@@ -6,6 +6,7 @@ a real server."""
 import datetime
 import io
 import os
+import re
 
 import pytest
 
@@ -58,10 +59,14 @@ class Home:
         removing = Cleanup(self.app, keep, holder, dry_run=dry_run, out=out).run()
         said = {}
         for line in out.getvalue().splitlines():
-            verb, _, rest = line.partition(" app-")
-            name, _, why = rest.partition(": ")
-            said[int(name, 16)] = f"{verb}: {why}"
+            about = VERSION_LINE.match(line)    # a line about one version (not the bytes freed)
+            if about:
+                verb, name, why = about.groups()
+                said[int(name, 16)] = f"{verb}: {why}"
         return said, {int(v.rev, 16) for v in removing}
+
+
+VERSION_LINE = re.compile(r"(kept|removed|would remove) app-([0-9a-f]{12}): (.*)")
 
 
 @pytest.fixture
