@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from . import DeployError, FailedWithOutput, error_line
 from .deploylog import append_entry, known_commit
+from .gate import key_of
 from .candidates import read_record, write_record
 from .checkout import clean_environ, deploy_dir, export_tree, inside
 from .stats import poke
@@ -119,6 +120,7 @@ class Deploy:
         self.on_refused = on_refused       # called, lock held, when the deploy is refused
         self.hold_lock_until = hold_lock_until   # after success, the lock outlives us until this
         self.environ = clean_environ(os.environ if environ is None else environ)
+        self.key = key_of(self.environ)    # the scoped key that asked (deploy.log names it)
         self.report = reporter or Reporter()
         self.on_stage = on_stage or (lambda point: None)
         self.current_stage = None   # the stage running now, for a failure's message
@@ -544,4 +546,4 @@ class Deploy:
             self.on_stage("log")
             commit = self.source.commit if self.source else known_commit(self.settings.log_file, self.version)
             append_entry(self.settings.log_file, self.version, commit, self.how,
-                         time.monotonic() - self.started, self.logged_previous)
+                         time.monotonic() - self.started, self.logged_previous, key=self.key)
