@@ -126,9 +126,8 @@ def test_lines_are_written_parsed_back_and_an_unscoped_line_is_narrowed(tmp_path
     os.makedirs(home / ".ssh")
     other = PUBLIC.replace("AAAAIGzR", "AAAAIGzS")
     (home / ".ssh" / "authorized_keys").write_text(f"# admin's\n{PUBLIC}\nno-pty {other} hand-made\n")
-    environ = {"HOME": str(home)}
     out = io.StringIO()
-    keys.main("add", "alice", "push", ["alpha", "beta"], "10.0.0.0/8", environ=environ,
+    keys.main("add", "alice", "push", ["alpha", "beta"], "10.0.0.0/8", home=str(home),
               stdin=io.StringIO(PUBLIC + "\n"), out=out)
     assert "added key alice: role push, apps alpha, beta, from 10.0.0.0/8" in out.getvalue()
     assert "replaced its unscoped line" in out.getvalue()
@@ -142,17 +141,17 @@ def test_lines_are_written_parsed_back_and_an_unscoped_line_is_narrowed(tmp_path
     assert listed[1].startswith("(unscoped)  every command, every app  SHA256:") and listed[1].endswith("hand-made")
     # the same again changes nothing; the same key under another name is refused
     out = io.StringIO()
-    keys.main("add", "alice", "push", ["alpha", "beta"], "10.0.0.0/8", environ=environ,
+    keys.main("add", "alice", "push", ["alpha", "beta"], "10.0.0.0/8", home=str(home),
               stdin=io.StringIO(PUBLIC), out=out)
     assert out.getvalue().startswith("unchanged key alice")
     with pytest.raises(DeployError, match="already key alice"):
-        keys.main("add", "bob", "push", ["alpha"], environ=environ, stdin=io.StringIO(PUBLIC), out=out)
+        keys.main("add", "bob", "push", ["alpha"], home=str(home), stdin=io.StringIO(PUBLIC), out=out)
     with pytest.raises(DeployError, match="exists with another public key"):
-        keys.main("add", "alice", "push", ["alpha"], environ=environ, stdin=io.StringIO(other), out=out)
-    keys.main("remove", "alice", environ=environ, out=out)
+        keys.main("add", "alice", "push", ["alpha"], home=str(home), stdin=io.StringIO(other), out=out)
+    keys.main("remove", "alice", home=str(home), out=out)
     assert len(keys.listing(keys.AuthorizedKeys(str(home)))) == 1
     with pytest.raises(DeployError, match="no key alice"):
-        keys.main("remove", "alice", environ=environ, out=out)
+        keys.main("remove", "alice", home=str(home), out=out)
 
 
 @pytest.mark.parametrize("text, why", [
@@ -175,5 +174,5 @@ def test_only_a_public_key_is_read_from_stdin(text, why):
 def test_bad_arguments_are_refused_before_anything_is_read(tmp_path, monkeypatch, name, role, apps, source, why):
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(DeployError, match=why):
-        keys.main("add", name, role, apps, source, environ={"HOME": str(tmp_path)}, stdin=io.StringIO(PUBLIC))
+        keys.main("add", name, role, apps, source, home=str(tmp_path), stdin=io.StringIO(PUBLIC))
     assert not os.path.exists(tmp_path / ".ssh" / "authorized_keys")

@@ -17,6 +17,9 @@ Roles, each a superset of the one before (fleet stands apart):
   run      also deploy-run: a shell as the deploy account
   fleet    what a fleet deploy runs on a host: git push, deploy-version
            (prepare, commit, abort, the rollback) and deploy-status
+  controller  on a fleet's primary, the deploy account's key to the
+           controller account: git push into its copy, deploy-fleet,
+           deploy-status --fleet
 """
 import os
 import re
@@ -40,6 +43,8 @@ ROLES = {
     "operate": OPERATE,
     "run": OPERATE + ("deploy-run",),
     "fleet": ("git-receive-pack", "deploy-version", "deploy-status"),
+    # the fleet controller's account (controller.py): what the primary's deploy account asks of it
+    "controller": ("git-receive-pack", "deploy-fleet", "deploy-status"),
 }
 KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}\Z")
 HELP_OPTIONS = frozenset({"-h", "--help"})
@@ -112,6 +117,7 @@ GRAMMARS = {
     "deploy-cleanup": Grammar(flags=frozenset({"--dry-run"}), valued=frozenset({"--app"}), app_option="--app",
                               app_optional=True),
     "deploy-run": Grammar(rest=True),
+    "deploy-fleet": Grammar(),
     "deploy-scale": Grammar(rest=True),
     "deploy-maintenance": Grammar(rest=True),
 }

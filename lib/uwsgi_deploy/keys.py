@@ -21,6 +21,7 @@ import binascii
 import fcntl
 import hashlib
 import os
+import pwd
 import re
 import shlex
 import sys
@@ -208,14 +209,14 @@ def listing(keys):
     return [entry.describe() for entry in keys.entries() if entry.key]
 
 
-def main(action, name=None, role=None, apps=(), source=None, replace=False, environ=None, stdin=None, out=None):
+def main(action, name=None, role=None, apps=(), source=None, replace=False, home=None, stdin=None, out=None):
     """deploy-keys ACTION: run as the deploy account itself, never as root
-    (root's HOME would get the lines)."""
-    environ = os.environ if environ is None else environ
+    (root's own file would get the lines). The file is the one sshd reads:
+    in the account's home as the password database says (not $HOME)."""
     out = out or sys.stdout
     if os.geteuid() == 0:
         raise DeployError("run it as the deploy account: runuser -u ACCOUNT -- ~ACCOUNT/bin/deploy-keys ...")
-    keys = AuthorizedKeys(environ.get("HOME") or os.path.expanduser("~"))
+    keys = AuthorizedKeys(home or pwd.getpwuid(os.geteuid()).pw_dir)
     if action == "list":
         for line in listing(keys):
             out.write(line + "\n")
