@@ -10,7 +10,8 @@ import subprocess
 
 import pytest
 
-from sandbox import Sandbox, create_deploy_account, install_toolkit, remove_account, run_checked, start_sshd
+from accounts import create_deploy_account, install_toolkit, remove_account, run_checked, start_sshd
+from sandbox import Sandbox
 from uwsgi_deploy.deploylog import read_log
 
 pytestmark = pytest.mark.ssh

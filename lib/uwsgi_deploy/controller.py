@@ -22,7 +22,7 @@ import sys
 
 from . import DeployError
 from .layout import FLEET_REF, App
-from .lock import DeployLock
+from .lock import LOCK_HANDOVER_TIMEOUT, DeployLock
 from .settings import load
 
 HOST = "uwsgi-deploy-controller"      # the Host entry of the ssh config install.yml writes
@@ -63,7 +63,7 @@ def relay(argv, environ, report, cwd):
 def request_deploy(settings, app, git_dir, commit, environ, report, precondition=None, hold_lock_until=None):
     """On the primary, in the pre-receive hook: the fleet deploy of commit,
     run by the controller. Raises (the push is refused) unless it succeeded."""
-    from .fleet import LOCK_HANDOVER_TIMEOUT, hangup_ignored, playbook_environ
+    from .fleet import hangup_ignored, playbook_environ
     name = f"{app.name}-{commit[:12]}"
     with DeployLock(app.fleet_lock_file, settings.lock_timeout, f"{name} (fleet push)", report.say,
                     waiting="waiting for another fleet deploy to finish") as lock, hangup_ignored():
@@ -99,7 +99,7 @@ def deploy(app_name, commit, environ=None):
     """deploy-fleet APP COMMIT, on the controller: the fleet deploy of a
     commit pushed into its ~/APP.git."""
     from .fleet import fleet_deploy
-    from .pipeline import Reporter
+    from .report import Reporter
     environ = os.environ if environ is None else environ
     settings = load(environ)
     app = App(settings, app_name)

@@ -23,12 +23,11 @@ from dataclasses import dataclass
 
 from . import DeployError, controller
 from .layout import FLEET_INVENTORY_SUFFIX, App
-from .lock import DeployLock
+from .lock import LOCK_HANDOVER_TIMEOUT, DeployLock
 from .paths import share
+from .report import WARN
 from .settings import load
 
-LOCK_HANDOVER_TIMEOUT = 30   # seconds the fleet lock waits for git to update the branch
-WARN = " !     "
 # the hook's GIT_ variables that name directories, relative to the repository
 GIT_PATH_VARIABLES = ("GIT_DIR", "GIT_OBJECT_DIRECTORY", "GIT_QUARANTINE_PATH")
 GIT_PATH_LISTS = ("GIT_ALTERNATE_OBJECT_DIRECTORIES",)
@@ -184,7 +183,7 @@ def fleet_deploy(settings, app, git_dir, commit, environ, report, precondition=N
     pre-receive hook runs this instead of a local deploy. Raises (the push is
     refused) unless every host committed."""
     name = f"{app.name}-{commit[:12]}"
-    report.line(f"-----> Fleet deploy of {name} to the hosts of {app.fleet_inventory}")
+    report.stage(f"Fleet deploy of {name} to the hosts of {app.fleet_inventory}")
     holder = f"{name} (fleet push)"
     with DeployLock(app.fleet_lock_file, settings.lock_timeout, holder, report.say,
                     waiting="waiting for another fleet deploy to finish") as lock, hangup_ignored():
@@ -202,7 +201,7 @@ def fleet_deploy(settings, app, git_dir, commit, environ, report, precondition=N
             extra["commit_batch"] = settings.fleet_batch
         code = run_playbook("deploy.yml", app.fleet_inventory, extra, playbook_environ(environ, repo),
                             relay, settings.home)
-        report.line("-----> What every host serves now")
+        report.stage("What every host serves now")
         try:
             status = collect_status(app, environ, settings.home)
             report_status(status, report)
@@ -216,7 +215,7 @@ def fleet_deploy(settings, app, git_dir, commit, environ, report, precondition=N
             raise DeployError(f"fleet deploy of {name}: the playbook succeeded but {status.verdict()}")
         if hold_lock_until:
             lock.keep_until(hold_lock_until, LOCK_HANDOVER_TIMEOUT)
-    report.line(f"-----> {name} is live on every host of the fleet")
+    report.stage(f"{name} is live on every host of the fleet")
 
 
 # -- deploy-status --fleet ---------------------------------------------------------------

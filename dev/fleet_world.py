@@ -4,8 +4,10 @@ sshd (its own port and host key), Emperor (running as the account), nginx on
 its own port, and login shell git-shell; an administrator key reaches each
 as root, as an admin reaches a real host. The toolkit is installed on every
 "host" by share/fleet/install.yml over that ssh (it runs install.sh there),
-which also makes host 1 the primary: its deploy account gets the fleet key,
-every host's known_hosts entry, and the inventory as ~/APP.inventory. The
+which also makes host 1 the primary: a controller account (controller_user,
+its home controller_home in this world's directory) gets the fleet key,
+every host's known_hosts entry and the inventory, and host 1's deploy
+account a key to ask it for a fleet deploy (docs/keys.md). The
 developer pushes to host 1 with a key of their own, as in production.
 
 Needs root (accounts, sshd). Everything it starts is stopped by PID."""
@@ -19,9 +21,9 @@ import time
 
 import requests
 
-from conftest import ROOT, write
-from sandbox import TEST_INI, create_deploy_account, remove_account, start_sshd
+from accounts import create_deploy_account, remove_account, start_sshd
 import sandbox_server as base
+from sandbox_server import CHECKOUT as ROOT, TEST_INI, write
 from uwsgi_deploy.stats import read_stats
 from uwsgi_deploy.layout import App
 
