@@ -106,6 +106,7 @@ bench: $(VENV)/.installed
 	$(RUN_WITH_LIB) bench/deploy --timeline docs/deploy-timeline.svg $(BENCH_ARGS)
 	$(RUN_WITH_LIB) bench/venv $(BENCH_ARGS)
 	$(RUN_WITH_LIB) bench/fleet $(BENCH_ARGS)
+	$(RUN_WITH_LIB) bench/keys $(BENCH_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/python -m pyflakes lib t dev share bench $(addprefix bin/,$(TOOLS))
