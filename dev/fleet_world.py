@@ -218,7 +218,7 @@ class FleetWorld:
     def install(self, hosts, primary):
         """share/fleet/install.yml, as the administrator, on hosts."""
         self.write_inventory(hosts, primary)
-        result = subprocess.run(self.install_command(), capture_output=True, text=True, timeout=900,
+        result = subprocess.run(self.install_command(), capture_output=True, text=True, timeout=1800,
                                 env=self.admin_environ(), stdin=subprocess.DEVNULL)
         self.install_output = result.stdout + result.stderr
         if result.returncode != 0:
