@@ -92,3 +92,20 @@ AllowUsers {" ".join([account.pw_name, *also_allow])}{" root" if admin_key else 
     box.ssh_port = port
     return (f"ssh -p {port} -i {keys}/client -o IdentitiesOnly=yes -o BatchMode=yes "
             f"-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR")
+
+
+def serve_over_ssh(box, account, apps, emperor=True):
+    """box as a deploy server reached over ssh: sshd for account, the toolkit
+    installed, its Emperor (as account) and deploy-init for each app, then
+    nginx for them. Returns (the ssh command with the account's first key,
+    the installed bin directory)."""
+    ssh = start_sshd(box, account)
+    bin_dir = install_toolkit(box, account)
+    if emperor:
+        box.start_emperor(bin_dir=bin_dir, user=account.pw_name)
+    for app in apps:
+        run_checked("runuser", "-u", account.pw_name, "--", os.path.join(bin_dir, "deploy-init"), app,
+                    env=box.environ)
+    if emperor:
+        box.start_nginx(list(apps))
+    return ssh, bin_dir

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from accounts import create_deploy_account, install_toolkit, remove_account, run_checked, start_sshd
+from accounts import create_deploy_account, remove_account, run_checked, serve_over_ssh
 from sandbox import Sandbox
 from uwsgi_deploy.deploylog import read_log
 
@@ -62,13 +62,9 @@ def world():
     box = Sandbox()
     account = create_deploy_account(box)
     try:
-        w = World(box, account, start_sshd(box, account))
-        w.bin_dir = install_toolkit(box, account)
-        box.start_emperor(bin_dir=w.bin_dir, user=account.pw_name)
-        for app in APPS:
-            run_checked("runuser", "-u", account.pw_name, "--", os.path.join(w.bin_dir, "deploy-init"), app,
-                        env=box.environ)
-        box.start_nginx(list(APPS))
+        ssh, bin_dir = serve_over_ssh(box, account, APPS)
+        w = World(box, account, ssh)
+        w.bin_dir = bin_dir
         # these tests are about who may do what, not about the deploy: a short
         # post-switch watch keeps each push and rollback quick (the default is 3 s)
         conf = os.path.join(box.home, "deploy.conf")
