@@ -112,6 +112,18 @@ def test_fleet_role_runs_a_fleet_deploys_commands_only():
         assert "key fleet (fleet) may not run" in refused(FLEET, line)
 
 
+def test_controller_role_runs_deploy_fleet_and_fleet_status_of_its_apps_only():
+    controller = Scope.checked("primary", "controller", ["alpha"])
+    assert argv(controller, "deploy-fleet alpha " + "a" * 40 + " --batch 1")[1] == [
+        "deploy-fleet", "alpha", "a" * 40, "--batch", "1"]
+    assert argv(controller, "deploy-status --fleet --json") == ("deploy-status",
+                                                                ["deploy-status", "--fleet", "--json", "alpha"])
+    assert argv(controller, "git-receive-pack 'alpha.git'")[1] == ["git", "receive-pack", f"{HOME}/alpha.git"]
+    for line in ("deploy-fleet beta " + "a" * 40, "deploy-version --previous alpha", "deploy-run alpha -- id",
+                 "git-upload-pack 'alpha.git'"):
+        assert "key primary (controller) may not run" in refused(controller, line)
+
+
 def test_the_key_a_deploy_records_is_validated():
     assert gate.key_of({}) is None
     assert gate.key_of({"DEPLOY_KEY": "alice"}) == "alice"

@@ -79,7 +79,9 @@ def request_deploy(settings, app, git_dir, commit, environ, report, precondition
             last = next((line for line in reversed(push.stderr.splitlines()) if line.strip()), "")
             raise DeployError(f"fleet deploy of {name}: could not hand {commit[:12]} to the fleet controller: "
                               f"{last.strip() or f'git push exited {push.returncode}'}")
-        code, reason = relay(ssh_argv(settings, TOOL, app.name, commit), env, report, settings.home)
+        # the primary's DEPLOY_FLEET_BATCH (its ~/deploy.conf) goes with the request
+        batch = ["--batch", settings.fleet_batch] if settings.fleet_batch else []
+        code, reason = relay(ssh_argv(settings, TOOL, app.name, commit, *batch), env, report, settings.home)
         if code != 0:
             raise DeployError(reason or f"fleet deploy of {name}: the fleet controller exited with status {code}")
         if hold_lock_until:
@@ -95,12 +97,15 @@ def relay_status(settings, app_name, as_json):
     return subprocess.run(argv, stdin=subprocess.DEVNULL).returncode
 
 
-def deploy(app_name, commit, environ=None):
-    """deploy-fleet APP COMMIT, on the controller: the fleet deploy of a
-    commit pushed into its ~/APP.git."""
+def deploy(app_name, commit, batch=None, environ=None):
+    """deploy-fleet APP COMMIT [--batch N], on the controller: the fleet
+    deploy of a commit pushed into its ~/APP.git; batch: the primary's
+    DEPLOY_FLEET_BATCH (checked as that setting is)."""
     from .fleet import fleet_deploy
     from .report import Reporter
     environ = os.environ if environ is None else environ
+    if batch:
+        environ = dict(environ, DEPLOY_FLEET_BATCH=batch)
     settings = load(environ)
     app = App(settings, app_name)
     if not COMMIT.match(commit):
