@@ -215,3 +215,81 @@ class BusyLoad:
         assert self.fast.errors == {} and set(self.fast.statuses) == {200}, self.fast.summary()
         assert self.slow.errors == {} and set(self.slow.statuses) == {200}, self.slow.summary()
         assert self.slow.total > 0
+
+
+class SourceAddressAdapter(requests.adapters.HTTPAdapter):
+    """Connections from a loopback address of our choosing (127.0.0.0/8 is
+    all loopback), so nginx sees many clients: its `hash $remote_addr` then
+    spreads them as it would real ones."""
+
+    def __init__(self, address):
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["source_address"] = (self.address, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+class AddressedLoad:
+    """`clients` threads GET url, each request from the next of `addresses`
+    loopback source addresses (127.0.1.N), until stopped or max_seconds.
+    Counts statuses and errors, and per address the versions that answered
+    in order (a body is a version name; others count as their status)."""
+
+    def __init__(self, url, addresses=200, clients=6, max_seconds=300):
+        self.url, self.clients, self.max_seconds = url, clients, max_seconds
+        self.addresses = [f"127.0.{1 + n // 250}.{1 + n % 250}" for n in range(addresses)]
+        self.statuses = collections.Counter()
+        self.errors = collections.Counter()
+        self.seen = {address: [] for address in self.addresses}   # address -> [(time, version or status)]
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self.client, args=(n,), daemon=True) for n in range(clients)]
+
+    @property
+    def total(self):
+        return sum(self.statuses.values()) + sum(self.errors.values())
+
+    def client(self, index):
+        mine = self.addresses[index::self.clients]
+        sessions = {}
+        deadline = time.monotonic() + self.max_seconds
+        turn = 0
+        while not self.stopping.is_set() and time.monotonic() < deadline:
+            address = mine[turn % len(mine)]
+            turn += 1
+            if address not in sessions:
+                sessions[address] = requests.Session()
+                sessions[address].mount("http://", SourceAddressAdapter(address))
+            try:
+                response = sessions[address].get(self.url, timeout=30)
+            except requests.RequestException as error:
+                with self.lock:
+                    self.errors[type(error).__name__] += 1
+                continue
+            answer = response.text if response.status_code == 200 else response.status_code
+            with self.lock:
+                self.statuses[response.status_code] += 1
+                self.seen[address].append((time.monotonic(), answer))
+
+    def answers_between(self, start, end):
+        """{address: [answers]} of the requests answered between two monotonic times."""
+        with self.lock:
+            return {address: [a for t, a in seen if start <= t <= end] for address, seen in self.seen.items()}
+
+    def wait_for(self, count, timeout=60):
+        waiting.wait_until(lambda: self.total >= count, timeout, interval=0.01)
+
+    def __enter__(self):
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(60)
+
+    def summary(self):
+        return f"{self.total} requests, statuses {dict(self.statuses)}, errors {dict(self.errors)}"

@@ -18,10 +18,12 @@ def assert_clean_layout(server, live_rev):
     server.wait_emperor_vassals([f"app-{live_rev}.ini"])
     assert os.listdir(server.settings.vassals_dir) == [f"app-{live_rev}.ini"]
     run = sorted(n for n in os.listdir(server.settings.run_dir) if n.startswith("app"))
-    assert run == sorted(["app.socket", "app.lock", f"app-{live_rev}.socket", f"app-{live_rev}.stats"])
+    assert run == sorted(["app.socket", "app.canary.socket", "app.lock", f"app-{live_rev}.socket",
+                          f"app-{live_rev}.stats"])
     hidden = [n for n in os.listdir(server.home) if n.startswith(".app") or n.endswith(".new")]
     assert hidden == []
     assert os.readlink(server.app("app").live_socket) == f"app-{live_rev}.socket"
+    assert os.readlink(server.app("app").canary_link) == f"app-{live_rev}.socket"   # no canary runs
     assert os.readlink(server.app("app").home_link) == f"app-{live_rev}"
 
 
@@ -86,7 +88,7 @@ def test_two_apps_deploy_in_parallel(server):
 
 # -- a deploy killed at each stage ---------------------------------------------
 
-STAGES = ["checkout", "env", "setup", "expand", "probe", "reconfigure", "switch", "watch", "retire", "link",
+STAGES = ["checkout", "env", "setup", "expand", "probe", "reconfigure", "inspect", "switch", "watch", "retire", "link",
           "log"]
 AFTER_SWITCH = {"watch", "retire", "link", "log"}
 

@@ -153,6 +153,12 @@ def test_install_playbook_made_every_host_ready_and_the_primary_its_controller(f
     assert oct(os.stat(inventory).st_mode & 0o777) == "0o600" and os.stat(inventory).st_uid == primary.account.pw_uid
     assert not any(os.path.exists(h.app.fleet_inventory) for h in fleet.hosts[1:])   # only the primary drives
     assert "Running install.sh --user deploy_user on every host" in fleet.install_output
+    # Procfile clocks and cron run on the primary only (no `singletons` group)
+    for host in fleet.hosts:
+        config = os.path.join(host.home, "deploy.conf")
+        with open(config) as stream:
+            assert f"DEPLOY_SINGLETONS={'yes' if host is primary else 'no'}\n" in stream.read()
+        assert os.stat(config).st_uid == host.account.pw_uid and os.stat(config).st_mode & 0o077 == 0
 
 
 def test_the_fleet_key_runs_a_fleet_deploys_commands_only(fleet):

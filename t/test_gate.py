@@ -54,6 +54,10 @@ def test_a_push_elsewhere_is_refused(line, why):
     ("deploy-status", ["deploy-status", "alpha"]),              # the key's only app, not every app
     ("deploy-status --json", ["deploy-status", "--json", "alpha"]),
     ("deploy-logs -n 5 alpha -f", ["deploy-logs", "-n", "5", "alpha", "-f"]),
+    ("deploy-logs alpha --raw --process all", ["deploy-logs", "alpha", "--raw", "--process", "all"]),
+    ("deploy-scale alpha worker=2", ["deploy-scale", "alpha", "worker=2"]),
+    ("deploy-maintenance alpha on --message 'back soon'", ["deploy-maintenance", "alpha", "on", "--message",
+                                                          "back soon"]),
     ("deploy-version --previous alpha", ["deploy-version", "--previous", "alpha"]),
     ("deploy-config alpha set NAME", ["deploy-config", "alpha", "set", "NAME"]),
     ("deploy-cleanup 2 --dry-run", ["deploy-cleanup", "2", "--dry-run", "--app", "alpha"]),
@@ -75,6 +79,8 @@ def test_the_keys_own_app(line, expected):
     ("deploy-version /srv/deploy/beta-0123456789ab", "is not an app name"),     # a directory: refused
     ("deploy-status 'alpha;' id", "'alpha;' is not an app name"),
     ("deploy-run alpha -- id", "may not run deploy-run: role operate runs"),
+    ("deploy-maintenance --message x beta on", "the app comes first"),
+    ("deploy-scale beta worker=9", "for beta"),
     ("sh -c id", "may not run sh: role operate"),
     ("deploy-init beta", "may not run deploy-init"),
     ("deploy-gate --key x --role run --app beta", "may not run deploy-gate"),

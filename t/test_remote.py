@@ -379,3 +379,19 @@ def test_master_deploys_to_a_repository_made_with_defaults(remote):
     assert f"legacy-{commit[:12]} is live" in result.stderr
     assert remote.get(app="legacy").text == "from-master"
     assert re.search(r"\* \[new branch\] +master -> master", result.stderr)
+
+
+def test_maintenance_on_and_off_over_ssh(remote):
+    """deploy-maintenance as the operator runs it: over ssh, the installed
+    tool serving the installed page (share/maintenance.py)."""
+    remote.deploy("app", "before-maintenance")
+    on = remote.ssh("deploy-maintenance app on --message 'Back at 14:00 <UTC>'")
+    assert on.returncode == 0, on.stderr
+    page = remote.get("/")
+    assert page.status_code == 503 and "Back at 14:00 &lt;UTC&gt;" in page.text, page.text
+    assert page.headers["Retry-After"] == "300"
+    shown = remote.ssh("deploy-status app")
+    assert "  maintenance on since " in shown.stdout, shown.stdout
+    off = remote.ssh("deploy-maintenance app off")
+    assert off.returncode == 0, off.stderr
+    assert remote.get("/").text == "before-maintenance"

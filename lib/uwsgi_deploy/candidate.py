@@ -1,5 +1,5 @@
 """The first half of a deploy (pipeline.py): the candidate, checkout ..
-probe. The new version is checked out, set up and started on its own
+probe and the check of what it opened (inspect). The new version is checked out, set up and started on its own
 socket, where it takes no traffic: everything done here can be abandoned
 (abandon), and any failure is. Each stage is a method; build() runs them in
 order, handing each what the one before produced (a Checkout, the variables,
@@ -7,18 +7,21 @@ a VassalConfig), so nothing appears on the object half way."""
 import os
 from dataclasses import dataclass
 
-from . import DeployError, FailedWithOutput, error_line
+from . import DeployError, FailedWithOutput, background, error_line
 from .candidates import read_record
 from .checkout import deploy_dir, export_tree, inside
 from .envfile import check_server_side, read_env_files
 from .layout import create_directories
 from .links import remove_if_exists
+from .listeners import LinkWatch, check_candidate
 from .paths import tools_first
 from .probe import free_loopback_port, wait_for_200
 from .setup_script import make_executable, run_setup
 from .stages import StageFailed
 from .stats import poke
+from .traffic import LOG_OPTIONS as REQUEST_LOG_OPTIONS
 from .uwsgi_ini import expand_ini, log_cap_options
+from .uwsgi_options import allowed_options
 from .vassal import died_while_starting, log_tail, remove_vassal, wait_vassal_gone, wait_workers_accepting, \
     write_vassal_ini
 from .venv_key import REQUIREMENTS_FILE
@@ -59,14 +62,16 @@ class VassalConfig:
     def text(self, listen):
         """The vassal ini: the user's, expanded, with where it listens and logs.
         need-app makes a failed import kill the vassal instead of serving 500s;
-        the daemon that caps the log runs under (and turns on) the master."""
+        the daemon that caps the log runs under (and turns on) the master;
+        each request is logged in the form the watch reads (traffic.py)."""
         log_cap = self.settings.vassal_log_max_mb * 1024 * 1024
         logs = [("logto", self.version.log)]
         if log_cap:
             logs += log_cap_options(self.version.log, self.version.log_backup, log_cap)
         return expand_ini(self.ini, list(self.entries), chdir=self.deploy_dir,
                           extra=[("need-app", "true"), *logs,
-                                 ("stats", self.version.stats_socket), listen])
+                                 ("stats", self.version.stats_socket), listen], raw=REQUEST_LOG_OPTIONS,
+                          allowed=allowed_options(self.settings.ini_allow.split()))
 
 
 class Candidate:
@@ -78,14 +83,16 @@ class Candidate:
         self.settings, self.report = request.settings, stages.report
 
     def build(self):
-        """checkout, env, setup, expand, probe, reconfigure; a failure raises
-        (the caller abandons the candidate)."""
+        """checkout, env, setup, expand, probe, reconfigure, inspect; a failure
+        raises (the caller abandons the candidate)."""
         checkout = self.checkout()
         entries = self.read_env(checkout)
         self.setup(checkout, entries)
         vassal = self.expand(checkout, entries)
+        watch = LinkWatch(self.settings, self.version.app)
         self.probe(vassal)
         self.reconfigure(vassal)
+        self.inspect(watch)
 
     def checkout(self):
         source = self.request.source
@@ -146,6 +153,7 @@ class Candidate:
             self.version.check_socket_paths()
             vassal = VassalConfig(self.settings, self.version, ini, tuple(entries.values()), checkout.deploy_dir)
             vassal.text(("http-socket", "127.0.0.1:1"))   # refuse bad input now
+            background.prepare(self.settings, self.version, checkout.deploy_dir, entries.values())   # not started
             return vassal
 
     def probe(self, vassal):
@@ -174,6 +182,12 @@ class Candidate:
         with self.stages.stage("reconfigure", f"Moving {self.version.run_name} to its socket"):
             self.start(vassal, ("socket", self.version.socket), "unix:" + self.version.socket,
                        self.settings.ready_timeout, first_start=False)
+
+    def inspect(self, watch):
+        """What the candidate opened, from /proc (listeners.py)."""
+        with self.stages.stage("inspect", f"Checking what {self.version.run_name} listens on"):
+            processes, sockets = check_candidate(self.settings, self.version, watch)
+            self.report.say(f"{processes} processes, {sockets} sockets: none listens but its own socket and stats")
 
     def start(self, vassal, listen, target, timeout, first_start):
         """Write the vassal listening on `listen` and wait until target answers
@@ -216,6 +230,7 @@ class Candidate:
         True if it existed."""
         existed = os.path.exists(self.version.vassal_ini)
         try:
+            background.stop(self.settings, self.version)
             remove_vassal(self.settings, self.version, self.settings.drain_timeout,
                           kill_after=CANDIDATE_GRACE)
             remove_if_exists(self.version.prepared_file)

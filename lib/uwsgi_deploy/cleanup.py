@@ -17,7 +17,7 @@ import os
 import shutil
 import sys
 
-from . import DeployError
+from . import DeployError, background
 from .inventory import AppState, hidden_work_files, log_files, selected_apps, socket_files
 from .links import remove_if_exists
 from .lock import DeployLock, Holder, holder_of
@@ -141,6 +141,7 @@ class Cleanup:
         for run in self.runs(version):
             remove_if_exists(run.log)
             remove_if_exists(run.log_backup)
+            background.remove_run_files(self.app.settings, run)   # its processes' logs
             if not os.path.exists(run.vassal_ini):
                 remove_if_exists(run.socket)
                 remove_if_exists(run.stats_socket)

@@ -111,7 +111,8 @@ class Grammar:
 
 GRAMMARS = {
     "deploy-status": Grammar(flags=frozenset({"--json", "--fleet"}), app_optional=True),
-    "deploy-logs": Grammar(flags=frozenset({"-f", "--follow"}), valued=frozenset({"-n", "--lines"})),
+    "deploy-logs": Grammar(flags=frozenset({"-f", "--follow", "--raw"}),
+                           valued=frozenset({"-n", "--lines", "--process"})),
     "deploy-config": Grammar(),
     "deploy-version": Grammar(flags=frozenset({"--previous", "--prepare", "--commit", "--abort", "--no-setup"})),
     "deploy-cleanup": Grammar(flags=frozenset({"--dry-run"}), valued=frozenset({"--app"}), app_option="--app",

@@ -5,6 +5,7 @@ primary (~/APP.inventory exists) the deploy is a fleet deploy (fleet.py)."""
 import os
 
 from . import DeployError, controller
+from .canary import canary_seconds, push_options
 from .checkout import ZERO_COMMIT, branch_names, deploy_branch_refs, git
 from .layout import FLEET_REF, app_from_repo_dir
 from .pipeline import Deploy
@@ -113,4 +114,5 @@ def pre_receive(lines, environ, on_stage=None):
         return
     Deploy(settings, app.version(commit), "push", PushedCommit(git_dir, commit), environ, report,
            precondition=ref_unchanged(git_dir, deploy_ref, old),
-           hold_lock_until=lambda: ref_value(git_dir, deploy_ref) != old, on_stage=on_stage).run()
+           hold_lock_until=lambda: ref_value(git_dir, deploy_ref) != old, on_stage=on_stage,
+           canary=canary_seconds(settings, push_options(environ))).run()

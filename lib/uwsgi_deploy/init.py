@@ -2,10 +2,12 @@
 operator commands over ssh (~/git-shell-commands), plus the lines the
 operator needs next (the git remote, the nginx site)."""
 import getpass
+import math
 import os
 import socket
 
 from . import DeployError
+from .canary import follow as follow_canary_link
 from .checkout import branch_names, deploy_branch_refs, git
 from .layout import App, create_directories
 from .paths import share
@@ -14,10 +16,18 @@ from .shell_commands import DIRECTORY, account_home, install_shell_commands
 
 
 def render_nginx_site(app, listen="80", server_name=None):
+    """The site: an upstream of the live socket and the canary link, weighted
+    by DEPLOY_CANARY_SHARE (canary.py), and a server passing every request to it."""
     with open(share("nginx-site.conf")) as stream:
         template = stream.read()
-    return (template.replace("@APP@", app.name).replace("@SOCKET@", app.live_socket)
-            .replace("@LISTEN@", str(listen)).replace("@SERVER_NAME@", server_name or app.name))
+    share_ = app.settings.canary_share
+    divisor = math.gcd(share_, 100)
+    values = {"@APP@": app.name, "@CANARY_SOCKET@": app.canary_link, "@SOCKET@": app.live_socket,
+              "@LIVE_WEIGHT@": str((100 - share_) // divisor), "@CANARY_WEIGHT@": str(share_ // divisor),
+              "@CANARY_SHARE@": str(share_), "@LISTEN@": str(listen), "@SERVER_NAME@": server_name or app.name}
+    for name, value in values.items():
+        template = template.replace(name, value)
+    return template
 
 
 def wire_hook(repo, hook_source):
@@ -39,7 +49,8 @@ def receive_limits(settings):
     verified (a malformed object is refused), the pack is bounded in size,
     and objects are written private whatever umask the ssh session has."""
     return {"receive.fsckObjects": "true", "core.sharedRepository": "0640",
-            "receive.maxInputSize": f"{settings.push_max_mb}m"}   # 0: no limit
+            "receive.maxInputSize": f"{settings.push_max_mb}m",   # 0: no limit
+            "receive.advertisePushOptions": "true"}   # git push -o canary (canary.py)
 
 
 def init_app(name, branch, hook_source, out, environ=None):
@@ -54,6 +65,8 @@ def init_app(name, branch, hook_source, out, environ=None):
         out.write(f"{app.repo} exists; keeping it\n")
     for key, value in receive_limits(settings).items():
         git(app.repo, "config", key, value)
+    if os.path.lexists(app.live_socket) and not os.path.lexists(app.canary_link):
+        follow_canary_link(app)   # an app deployed before the site had a canary server
     if wire_hook(app.repo, hook_source):
         out.write(f"wired {app.repo}/hooks/pre-receive -> {hook_source}\n")
     home = account_home(environ)

@@ -27,6 +27,7 @@ LOG_BACKUP_SUFFIX = ".1"   # the one older copy of a run's log (uwsgi_ini.log_ca
 # What follows a run's name (APP-<rev>[.N]) in ~/run and ~/log (see Version).
 SOCKET_SUFFIXES = (".socket", ".stats")
 LOG_SUFFIXES = (".log", ".log" + LOG_BACKUP_SUFFIX)
+MAINTENANCE_SUFFIX = ".maintenance"   # APP.maintenance: the built-in vassal of maintenance.py
 PREPARED_SUFFIX = ".prepared"   # ~/run/APP-<rev>.prepared: a candidate waiting for its commit
 # Where a fleet deploy pushes the commit on every host: a ref that is not a
 # branch, so the host's hook stores it and deploys nothing.
@@ -137,6 +138,41 @@ class App:
         """~/run/APP.socket -> APP-<rev>.socket: where nginx sends requests."""
         return os.path.join(self.settings.run_dir, self.name + ".socket")
 
+    # Maintenance (maintenance.py): a built-in vassal, APP.maintenance, serves
+    # the app's socket; the version behind it is named by ~/run/APP.behind.socket.
+    @property
+    def maintenance_name(self):
+        return self.name + MAINTENANCE_SUFFIX
+
+    @property
+    def maintenance_socket(self):
+        return os.path.join(self.settings.run_dir, self.maintenance_name + ".socket")
+
+    @property
+    def behind_link(self):
+        """~/run/APP.behind.socket -> APP-<rev>.socket: the live version while
+        maintenance holds ~/run/APP.socket."""
+        return os.path.join(self.settings.run_dir, self.name + ".behind.socket")
+
+    @property
+    def canary_link(self):
+        """~/run/APP.canary.socket: the nginx site's second server (canary.py);
+        it points where ~/run/APP.socket does, except while a canary runs."""
+        return os.path.join(self.settings.run_dir, self.name + ".canary.socket")
+
+    @property
+    def in_maintenance(self):
+        try:
+            return os.readlink(self.live_socket) == os.path.basename(self.maintenance_socket)
+        except OSError:
+            return False
+
+    @property
+    def version_link(self):
+        """The link a deploy switches: ~/run/APP.socket, or during maintenance
+        the link to the version behind it (the page stays until it is off)."""
+        return self.behind_link if self.in_maintenance else self.live_socket
+
     @property
     def lock_file(self):
         return os.path.join(self.settings.run_dir, self.name + ".lock")
@@ -181,7 +217,7 @@ class App:
         """(directory, pattern) of the fresh symlinks a deploy of this app
         renames over ~/APP and ~/run/APP.socket (temporary_link, any pid)."""
         return [(os.path.dirname(link), re.compile(re.escape(os.path.basename(link)) + r"\.[0-9]+\.new\Z"))
-                for link in (self.home_link, self.live_socket)]
+                for link in (self.home_link, self.live_socket, self.behind_link, self.canary_link)]
 
     def version(self, rev):
         return Version(self, rev[:REV_LENGTH])
@@ -200,9 +236,10 @@ class App:
         return version.restart(int(match.group("run"))) if version and match.group("run") else version
 
     def live_version(self):
-        """The version ~/run/APP.socket points at (what serves), or None."""
+        """The version ~/run/APP.socket points at (what serves), or during
+        maintenance the one behind it; None if there is none."""
         try:
-            target = os.readlink(self.live_socket)
+            target = os.readlink(self.version_link)
         except OSError:
             return None
         name = os.path.basename(target)

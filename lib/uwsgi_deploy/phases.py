@@ -16,6 +16,7 @@ import re
 import sys
 
 from . import DeployError
+from .canary import request_abort
 from .candidates import find_prepared, read_record
 from .checkout import git
 from .layout import REV_LENGTH, App
@@ -97,6 +98,9 @@ def abort(app_name, rev, environ=None, out=None):
     environ = os.environ if environ is None else environ
     settings = load(environ)
     app = App(settings, app_name)
+    if request_abort(app, check_rev(rev), Reporter().stage):   # a canary runs: its deploy ends it
+        result(out or sys.stdout, version=rev, removed=True, live=name_of(app.live_version()))
+        return
     version = phase_version(app, rev)
     removed = Deploy(settings, version, "abort", None, environ, Reporter()).abort()
     result(out or sys.stdout, version=version.name, removed=removed, live=name_of(app.live_version()))

@@ -21,6 +21,7 @@ import signal
 from dataclasses import dataclass
 
 from . import DeployError
+from . import canary as canaries
 from .candidate import Candidate
 from .candidates import write_record
 from .checkout import clean_environ
@@ -62,7 +63,8 @@ class Deploy:
     the deploy until hold_lock_until() is true (git updating the branch)."""
 
     def __init__(self, settings, version, how, source, environ=None, reporter=None, run_setup=True,
-                 precondition=None, hold_lock_until=None, restart=False, on_refused=None, on_stage=None):
+                 precondition=None, hold_lock_until=None, restart=False, on_refused=None, on_stage=None,
+                 canary=0):
         self.version = version   # as asked; a restart deploys its next run (Target.version)
         self.request = Request(settings, version.app, how, source,
                                clean_environ(os.environ if environ is None else environ),
@@ -71,6 +73,7 @@ class Deploy:
         self.precondition, self.on_refused, self.hold_lock_until = precondition, on_refused, hold_lock_until
         self.stages = Stages(reporter or Reporter(), on_stage)
         self.report, self.progress = self.stages.report, self.stages.progress
+        self.canary_seconds = canary   # a canary this long before the switch (canary.py)
 
     # -- the whole run, and its two phases -------------------------------------
     def run(self):
@@ -188,9 +191,12 @@ class Deploy:
         raise failure from None
 
     def commit_candidate(self, target):
-        """switch, watch (a broken version is switched back and the push
-        refused), retire the previous version, link. The Switch, done."""
+        """canary (when asked: canary.py), switch, watch (a broken version is
+        switched back and the push refused), retire the previous version,
+        link. The Switch, done."""
         switch = Switch(self.request, target, self.stages)
+        if self.canary_seconds:
+            canaries.run(self, switch, target, self.canary_seconds)
         try:
             switch.switch()   # an exception in it comes before the rename: nothing switched
         except Exception as error:

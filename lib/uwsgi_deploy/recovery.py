@@ -10,7 +10,8 @@ resurrects a stale candidate."""
 import os
 import shutil
 
-from . import DeployError
+from . import DeployError, background, maintenance
+from .canary import follow as follow_canary_link
 from .inventory import apps_on_disk, hidden_work_files, prepared_records, socket_files
 from .layout import App
 from .links import remove_if_exists
@@ -23,6 +24,8 @@ def sweep_app(settings, app, say=None, emperor_running=True):
     live = app.live_version()
     live_run = live.run_name if live else None   # runs of one version are ==; only this one serves
     say = say or (lambda text: None)
+    if os.path.lexists(app.canary_link) or os.path.lexists(app.live_socket):
+        follow_canary_link(app)   # a dead deploy's canary: every client back on the live version
     for path in hidden_work_files(app, settings.vassals_dir):   # a vassal ini being written
         remove_if_exists(path)
     vassals = settings.vassals_dir
@@ -39,6 +42,7 @@ def sweep_app(settings, app, say=None, emperor_running=True):
                     remove_vassal(settings, stale, settings.drain_timeout, kill_after=settings.drain_timeout)
                 else:
                     remove_if_exists(path)
+    background.sweep(settings, app, live_run, say, emperor_running)
     for path in hidden_work_files(app, settings.home):     # half checkouts
         shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else remove_if_exists(path)
     for directory, pattern in app.temporary_links():     # ~/APP.<pid>.new, ~/run/APP.socket.<pid>.new
@@ -53,6 +57,8 @@ def sweep_app(settings, app, say=None, emperor_running=True):
         # a prepared candidate's record: its vassal was removed above
         if run.run_name != live_run:
             remove_if_exists(path)
+    if emperor_running:
+        maintenance.sweep(settings, app, say)
 
 
 def sweep_all(settings, say=None):

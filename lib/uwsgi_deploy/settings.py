@@ -52,21 +52,51 @@ SETTINGS = (
     Setting("drain_timeout", "30", float, "seconds to let the old version finish its requests"),
     Setting("watch", "3", float,
             "seconds the new version is watched after the switch, the old one kept ready (0: off)"),
+    Setting("watch_min_requests", "50", int,
+            "requests (besides /ping) each side needs before the watch judges the new version's traffic"
+            " against the old one's"),
+    Setting("watch_5xx", "1", float,
+            "the watch refuses a version whose 5xx rate is this many percentage points above the old one's"
+            " (and beyond chance; 0: not judged)"),
+    Setting("watch_slower", "2", float,
+            "the watch refuses a version whose p50 on a path is this many times the old one's ..."
+            " (0: not judged)"),
+    Setting("watch_slower_ms", "10", float, "... and at least this many milliseconds more"),
+    Setting("watch_baseline", "300", float,
+            "seconds of the old version's traffic before the switch that the new version is compared with"),
+    Setting("watch_max", "30", float,
+            "seconds the watch may run past DEPLOY_WATCH while it has too few requests and the old"
+            " version's traffic says more are coming"),
+    Setting("canary", "0", float,
+            "seconds a canary runs before a push's version takes all traffic (0: only a push with"
+            " `-o canary` runs one, for 60 s)"),
+    Setting("canary_share", "10", int,
+            "percent of clients (by address) the nginx site deploy-init prints sends to a canary"
+            " (1 to 50; a change needs the site printed again and an nginx reload)"),
     Setting("lock_timeout", "600", float, "seconds a deploy waits for another deploy of the app"),
     Setting("keep", "4", int, "versions deploy-cleanup keeps by default"),
     Setting("push_max_mb", "500", int,
             "largest push git accepts, in MiB (receive.maxInputSize, set by deploy-init; 0: no limit)"),
     Setting("fleet_batch", "", str,
             "on a fleet's primary: hosts committed at a time, a number or a percentage (empty: all at once)"),
+    Setting("stop_timeout", "30", float,
+            "seconds a retiring version's workers, clock and cron jobs get after SIGTERM to finish, "
+            "before SIGKILL"),
+    Setting("singletons", "yes", str,
+            "yes: this host runs the apps' clock and cron processes; no: only their workers "
+            "(in a fleet, yes on one host)"),
     Setting("vassal_log_max_mb", "20", int,
             "a version's uWSGI log is kept under this size in MiB: a bigger one becomes the one old copy"
             " (0: no cap)"),
+    Setting("ini_allow", "", str,
+            "uwsgi.ini options apps may set beyond the built-in allow-list, space-separated "
+            "(docs/security.md; never the deployer's own, includes, set/if/for or env)"),
 )
 BY_VARIABLE = {s.variable: s for s in SETTINGS}
 NOT_PATHS = {s.name for s in SETTINGS if s.kind is not str} | {"branch", "ping_path", "probe_via", "venv_installer",
-                                                               "fleet_batch"}
+                                                               "fleet_batch", "ini_allow", "singletons"}
 FLEET_BATCH = re.compile(r"([1-9][0-9]*%?)?\Z")
-CHOICES = {"probe_via": ("http", "socket"), "venv_installer": ("uv", "pip")}
+CHOICES = {"probe_via": ("http", "socket"), "venv_installer": ("uv", "pip"), "singletons": ("yes", "no")}
 
 
 class Settings:
@@ -140,6 +170,8 @@ def load(environ=None):
     if not FLEET_BATCH.match(values["fleet_batch"]):
         raise DeployError(f"{sources['fleet_batch']}: DEPLOY_FLEET_BATCH must be a number of hosts or a "
                           f"percentage (like 1 or 25%), not {values['fleet_batch']!r}")
+    if not 1 <= values["canary_share"] <= 50:
+        raise DeployError(f"{sources['canary_share']}: DEPLOY_CANARY_SHARE must be 1 to 50 (percent)")
     if not values["ping_path"].startswith("/"):
         raise DeployError(f"{sources['ping_path']}: DEPLOY_PING_PATH must start with '/'")
     return Settings(values, sources)

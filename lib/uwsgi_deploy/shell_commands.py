@@ -26,10 +26,14 @@ COMMANDS = (
     ("deploy-status", "[APP] [--json] [--fleet]",
      "what runs: live version, /ping, versions, deploys; --fleet: on each host"),
     ("deploy-version", "--previous APP | APP REV", "roll back; --prepare/--commit/--abort: a fleet's phases"),
-    ("deploy-logs", "APP [REV] [-n N] [-f]", "the tail of the live (or REV's) uWSGI log; -f follows deploys"),
+    ("deploy-logs", "APP [REV] [-n N] [-f] [--raw] [--process TYPE|all]",
+     "the tail of the live (or REV's) uWSGI log, or of its Procfile processes; -f follows deploys"),
+    ("deploy-scale", "APP [TYPE=COUNT ...]", "how many of each Procfile worker run on this host"),
     ("deploy-config", "APP [set NAME | unset NAME]", "the app's variable names; set reads the value from stdin"),
     ("deploy-cleanup", "[N] [--dry-run] [--app APP]", "remove all but the N latest versions of each app"),
     ("deploy-run", "APP -- CMD [ARGS...]", "run a one-off command as the live version would"),
+    ("deploy-maintenance", "APP on [--message TEXT] | APP off",
+     "serve a 503 maintenance page instead of the app (a push then deploys behind it)"),
 )
 
 

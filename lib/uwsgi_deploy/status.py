@@ -5,10 +5,14 @@ come from inventory.py, as deploy-cleanup's do."""
 import json
 import os
 import sys
+import time
 
+from . import background
 from .deploylog import TIME_FORMAT
 from .inventory import AppState, selected_apps
+from .canary import read_record as canary_record
 from .layout import App
+from .maintenance import state as maintenance_state
 from .probe import probe_once
 from .settings import load
 from .venv_key import KEY_LENGTH
@@ -20,6 +24,17 @@ PING_TIMEOUT = 2.0   # seconds the live version has to answer
 
 def _time(value):
     return value.strftime(TIME_FORMAT) if value else None
+
+
+def canary_state(app):
+    record = canary_record(app)
+    if record is None:
+        return None
+    try:
+        return {"version": str(record["version"]), "rev": str(record["rev"]), "since": float(record["since"]),
+                "seconds": float(record["seconds"]), "share": int(record["share"])}
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def app_facts(app, settings):
@@ -39,6 +54,9 @@ def app_facts(app, settings):
         "recent": [{"version": e.name, "time": _time(e.time), "via": e.via, "commit": e.commit}
                    for e in reversed(state.history.entries[-RECENT:])],
         "deploying": state.deploying.name if state.deploy_running and state.deploying else None,
+        "maintenance": maintenance_state(app),
+        "canary": canary_state(app),
+        "processes": background.process_facts(settings, state.live) if state.live else None,
     }
 
 
@@ -51,6 +69,18 @@ def render_text(facts, settings):
         lines.append(f"  ping      {answer}: GET {settings.ping_path} on {App(settings, facts['name']).live_socket}")
     else:
         lines.append("  live      none")
+    if facts["maintenance"]:
+        since = facts["maintenance"]["since"]
+        since = f" since {time.strftime(TIME_FORMAT, time.localtime(since))}" if isinstance(since, (int, float)) else ""
+        message = facts["maintenance"]["message"]
+        lines.append(f"  maintenance on{since}: every request gets 503"
+                     + (f" ({message!r})" if message else "") + f" (deploy-maintenance {facts['name']} off)")
+    canary = facts["canary"]
+    if canary:
+        ran = time.time() - canary["since"]
+        lines.append(f"  canary    {canary['version']}: {ran:.0f} of {canary['seconds']:g} s, {canary['share']}% of "
+                     f"clients (deploy-version --abort {facts['name']} {canary['rev']} ends it)")
+    lines += background.render_processes(facts.get("processes"))
     if facts["deploying"]:
         lines.append(f"  deploying {facts['deploying']}")
     rows = facts["versions"]

@@ -3,11 +3,14 @@ From the switch on the new version serves. The watch can still send the
 traffic back (switch_back); retire and link only finish the deploy."""
 import time
 
+from . import background
 from .deploylog import append_entry, known_commit
 from .gate import key_of
+from .canary import follow as follow_canary_link
 from .health import watch_health
 from .links import remove_if_exists, switch_symlink
 from .stages import ABANDONING, SWITCHED
+from .traffic import TrafficWatch
 from .vassal import retire_vassal, wait_drained
 
 
@@ -22,19 +25,34 @@ class Switch:
         self.live_at = None   # when the new version took traffic (time.monotonic)
 
     def switch(self):
-        with self.stages.stage("switch", f"Switching {self.app.live_socket} to {self.version.run_name}"):
+        link = self.app.version_link   # during maintenance, the link behind the page
+        with self.stages.stage("switch", f"Switching {link} to {self.version.run_name}"):
             self.stages.progress.phase = SWITCHED   # first: a signal from here on must not abandon it
-            switch_symlink(self.app.live_socket, self.version.socket)
-            self.live_at = time.monotonic()
+            switch_symlink(link, self.version.socket)
+            self.live_at, self.live_since = time.monotonic(), time.time()
+            if link == self.app.live_socket:
+                follow_canary_link(self.app)
+            else:
+                self.report.say(f"{self.app.name} is in maintenance: {self.version.run_name} takes no traffic "
+                                f"until `deploy-maintenance {self.app.name} off`")
 
     def watch(self):
         """For DEPLOY_WATCH seconds after the switch, the old version still
-        running, judge the new one's health (see health.py): a busy version
-        passes, a broken one is switched back."""
+        running, judge the new one's health (see health.py) and its traffic
+        against the old one's (traffic.py): a busy version passes, a broken
+        or clearly worse one is switched back. The new version's Procfile
+        processes start first: a worker or clock dying is a broken version."""
+        background.go_live(self.settings, self.version, self.report.say)
         if self.settings.watch <= 0:
             return
         with self.stages.stage("watch", f"Watching {self.version.run_name} for {self.settings.watch:g} s"):
-            watch_health(self.settings, self.version, self.settings.watch, self.report.say)
+            traffic = (None if self.app.in_maintenance else   # then no request reaches it
+                       TrafficWatch(self.settings, self.version, self.target.previous, self.live_since,
+                                    self.report.say))
+            watch_health(self.settings, self.version, self.settings.watch, self.report.say, traffic,
+                         also=background.watch_check(self.settings, self.version, self.report.say))
+            if traffic:
+                traffic.finish()
 
     def switch_back(self):
         """The watch failed: traffic goes back to the previous version at once
@@ -44,10 +62,12 @@ class Switch:
         self.stages.progress.phase = ABANDONING
         previous = self.target.previous
         if previous is not None:
-            switch_symlink(self.app.live_socket, previous.socket)
+            switch_symlink(self.app.version_link, previous.socket)
             self.report.warn(f"switched back to {previous.run_name}")
         else:
-            remove_if_exists(self.app.live_socket)
+            remove_if_exists(self.app.version_link)
+        follow_canary_link(self.app)
+        background.stop(self.settings, self.version, self.report.say)   # the previous run's take over
 
     def retire_served(self, version):
         """Remove a version that took traffic, once its queue is empty and no
@@ -64,6 +84,7 @@ class Switch:
         if previous is None or previous.run_name == self.version.run_name:
             return
         with self.stages.stage("retire", f"Retiring {previous.run_name}"):
+            background.stop(self.settings, previous, self.report.say)   # SIGTERM, DEPLOY_STOP_TIMEOUT to finish
             self.retire_served(previous)
 
     def link(self):
@@ -83,5 +104,8 @@ class Switch:
         extra = f", setup {setup:.1f} s" if setup is not None else ""
         watched = self.report.durations.get("watch")
         after = f", then watched it {watched:.1f} s" if watched is not None else ""
+        if self.app.in_maintenance:
+            return (f"{self.version.run_name} is live behind the maintenance page: it serves after "
+                    f"`deploy-maintenance {self.app.name} off` ({total:.1f} s in all{extra})")
         return (f"{self.version.run_name} is live: serving {self.live_at - self.stages.started:.2f} s into "
                 f"the deploy{after} ({total:.1f} s in all{extra})")
