@@ -132,6 +132,7 @@ bench: $(VENV)/.installed wrk
 	$(RUN_WITH_LIB) bench/venv $(BENCH_ARGS)
 	$(RUN_WITH_LIB) bench/fleet $(BENCH_ARGS)
 	$(RUN_WITH_LIB) bench/background $(BENCH_ARGS)
+	$(RUN_WITH_LIB) bench/keys $(BENCH_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/python -m pyflakes lib t dev share bench $(addprefix bin/,$(TOOLS))

@@ -115,7 +115,8 @@ def test_interactive_login_lists_the_commands_one_line_each(remote):
         [line] = [line for line in lines if line.split()[:1] == [name]]
         assert usage in line and what in line
     listed = os.listdir(os.path.join(remote.box.home, "git-shell-commands"))
-    assert sorted(listed) == sorted([name for name, _, _ in COMMANDS] + ["help"])
+    # and deploy-gate, the forced command of scoped keys (deploy-keys), not listed
+    assert sorted(listed) == sorted([name for name, _, _ in COMMANDS] + ["help", "deploy-gate"])
 
 
 @pytest.mark.parametrize("command", ["sh -c id", "deploy-status; id", "id", "deploy-emperor",

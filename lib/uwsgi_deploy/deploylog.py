@@ -1,6 +1,6 @@
 """~/deploy.log: one line per successful deploy, oldest first.
 
-    APP-<rev> YYYY-MM-DD HH:MM:SS commit=<sha|-> via=<how> seconds=<s> previous=<APP-rev|->
+    APP-<rev> YYYY-MM-DD HH:MM:SS commit=<sha|-> via=<how> seconds=<s> previous=<APP-rev|-> [key=<name>]
 
 The first two fields say what went live and when; the rest are key=value
 fields a script can parse. `via` is push, deploy-version, rollback
@@ -8,7 +8,8 @@ fields a script can parse. `via` is push, deploy-version, rollback
 `previous` then names the version before the restarted one); a push the
 post-switch watch refused is not logged. Each line is written with one
 write(2) on an O_APPEND descriptor, so lines of deploys running at the same
-time never interleave."""
+time never interleave. `key` names the scoped key (deploy-keys) the deploy
+was asked for with; there is none for an unscoped key or a local command."""
 import datetime
 import os
 from dataclasses import dataclass, field
@@ -40,6 +41,10 @@ class LogEntry:
     @property
     def via(self):
         return self.fields.get("via", "push")
+
+    @property
+    def key(self):
+        return self.fields.get("key")
 
     @property
     def previous(self):
@@ -74,10 +79,12 @@ def read_log(path, app=None):
     return [e for e in entries if e and (app is None or e.app == app)]
 
 
-def append_entry(path, version, commit, via, seconds, previous):
-    entry = LogEntry(version.name, datetime.datetime.now().replace(microsecond=0), {
-        "commit": commit or "-", "via": via, "seconds": f"{seconds:.1f}",
-        "previous": previous.name if previous else "-"})
+def append_entry(path, version, commit, via, seconds, previous, key=None):
+    fields = {"commit": commit or "-", "via": via, "seconds": f"{seconds:.1f}",
+              "previous": previous.name if previous else "-"}
+    if key:
+        fields["key"] = key
+    entry = LogEntry(version.name, datetime.datetime.now().replace(microsecond=0), fields)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, entry.line().encode())

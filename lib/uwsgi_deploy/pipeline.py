@@ -25,6 +25,7 @@ from . import canary as canaries
 from .candidate import Candidate
 from .candidates import write_record
 from .checkout import clean_environ
+from .gate import key_of
 from .inventory import History
 from .links import remove_if_exists
 from .lock import LOCK_HANDOVER_TIMEOUT, DeployLock
@@ -69,6 +70,7 @@ class Deploy:
         self.request = Request(settings, version.app, how, source,
                                clean_environ(os.environ if environ is None else environ),
                                run_setup and not restart, restart)
+        key_of(self.request.environ)   # a DEPLOY_KEY deploy.log could not record refuses it now, not after the switch
         self.precondition, self.on_refused, self.hold_lock_until = precondition, on_refused, hold_lock_until
         self.stages = Stages(reporter or Reporter(), on_stage)
         self.report, self.progress = self.stages.report, self.stages.progress

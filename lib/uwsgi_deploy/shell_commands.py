@@ -17,6 +17,9 @@ from .links import switch_symlink
 DIRECTORY = "git-shell-commands"
 HELP = "help"
 HELP_TOOL = "deploy-commands"   # what `help` runs: prints COMMANDS
+# the forced command of a scoped key (deploy-keys): git-shell runs a forced
+# command too, so it must be here; it is not listed in `help`
+GATE = "deploy-gate"
 
 # name, usage, what it does: one line each in `help`
 COMMANDS = (
@@ -46,6 +49,7 @@ def wanted_links(bin_dir):
     """{entry in ~/git-shell-commands: the installed tool it runs}."""
     links = {name: os.path.join(bin_dir, name) for name, _, _ in COMMANDS}
     links[HELP] = os.path.join(bin_dir, HELP_TOOL)
+    links[GATE] = os.path.join(bin_dir, GATE)
     return links
 
 

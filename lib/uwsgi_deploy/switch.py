@@ -5,6 +5,7 @@ import time
 
 from . import background
 from .deploylog import append_entry, known_commit
+from .gate import key_of
 from .canary import follow as follow_canary_link
 from .health import watch_health
 from .links import remove_if_exists, switch_symlink
@@ -93,7 +94,7 @@ class Switch:
             source = self.request.source
             commit = source.commit if source else known_commit(self.settings.log_file, self.version)
             append_entry(self.settings.log_file, self.version, commit, self.request.how,
-                         self.stages.elapsed(), self.target.logged_previous)
+                         self.stages.elapsed(), self.target.logged_previous, key=key_of(self.request.environ))
 
     def summary(self):
         """The last line: when the new version took traffic (the switch) and,
