@@ -1,6 +1,6 @@
 # uwsgi-deploy: install into the deploy account's home, test, lint.
 #   make install [PREFIX=~www-data] [DESTDIR=/staging]
-#   make uninstall | test | lint | demo | demo-stop | fleet-demo | bench
+#   make uninstall | check | test | lint | demo | demo-stop | fleet-demo | bench
 PREFIX ?= $(HOME)
 DESTDIR ?=
 BINDIR ?= $(PREFIX)/bin
@@ -20,7 +20,7 @@ DEMO_DIR ?= /tmp/uwsgi-deploy-demo
 # the library, and the development harness in dev/ (not installed)
 RUN_WITH_LIB = PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHONPATH="$(CURDIR)/lib:$(CURDIR)/dev" $(VENV)/bin/python
 
-.PHONY: all install uninstall test lint venv clean demo demo-stop fleet-demo bench man docs
+.PHONY: all install uninstall check test lint venv clean demo demo-stop fleet-demo bench wrk man docs
 
 all: venv
 
@@ -83,8 +83,34 @@ uninstall:
 	-rmdir $(DESTDIR)$(BINDIR) $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/share 2>/dev/null
 
 # The checkout's tools run with the venv's python (#!/usr/bin/env python3).
-test: $(VENV)/.installed
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python -m pytest t/
+# Tiers (docs/testing.md): `check` runs the tests that need no Emperor,
+# load, ssh, fleet or network; `test` runs every test, TEST_WORKERS at once
+# (they mostly wait on servers, so more workers than cores pay); tests that
+# share a module-scoped world (xdist_group) stay on one worker.
+PYTEST = PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python -m pytest
+UNIT_TESTS = not (emperor or load or ssh or fleet or network)
+TEST_WORKERS ?= 8
+CHECK_WORKERS ?= 2
+PYTEST_ARGS ?=
+
+check: $(VENV)/.installed
+	$(PYTEST) -q -n $(CHECK_WORKERS) -m "$(UNIT_TESTS)" $(PYTEST_ARGS)
+
+test: $(VENV)/.installed wrk
+	$(PYTEST) -q -n $(TEST_WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS)
+
+# wrk is a benchmark tool: the production install leaves it out; the
+# benchmarks (and the test that runs one) install it here, as root.
+wrk:
+	@if ! command -v wrk >/dev/null; then \
+	  if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing wrk (for bench/deploy) with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null || exit 1; \
+	  else \
+	    echo "make: wrk not found: bench/deploy needs it; run as root to install it, or: sudo apt-get install wrk" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
 
 # The example app, pushed into a sandbox Emperor + nginx on a loopback port.
 demo: $(VENV)/.installed
@@ -101,10 +127,12 @@ fleet-demo: $(VENV)/.installed
 
 # Deploy speed and zero downtime vs an in-place reload, then dependency
 # environments (uv vs pip, a Flask + SQLAlchemy app's pushes); BENCH_ARGS=--quick for a smoke run.
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed wrk
 	$(RUN_WITH_LIB) bench/deploy --timeline docs/deploy-timeline.svg $(BENCH_ARGS)
 	$(RUN_WITH_LIB) bench/venv $(BENCH_ARGS)
 	$(RUN_WITH_LIB) bench/fleet $(BENCH_ARGS)
+	$(RUN_WITH_LIB) bench/background $(BENCH_ARGS)
+	$(RUN_WITH_LIB) bench/keys $(BENCH_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/python -m pyflakes lib t dev share bench $(addprefix bin/,$(TOOLS))

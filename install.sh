@@ -48,7 +48,7 @@ private_dir() {
     if [ $# -ge 2 ]; then chown "$2" "$1"; fi
 }
 
-PACKAGES="git make uwsgi-core uwsgi-plugin-python3 nginx-light openssh-server python3-venv wrk"
+PACKAGES="git make uwsgi-core uwsgi-plugin-python3 nginx-light openssh-server python3-venv"
 ANSIBLE_SERIES=2.14   # ansible-core, Debian 12's: for fleets
 
 if [ "$(id -u)" -ne 0 ]; then

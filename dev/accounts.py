@@ -46,12 +46,13 @@ def install_toolkit(box, account):
     return os.path.join(box.home, "bin")
 
 
-def start_sshd(box, account, admin_key=None):
+def start_sshd(box, account, admin_key=None, also_allow=()):
     """sshd on 127.0.0.1:PORT accepting a generated key for account; returns
     the ssh command line that uses that key (for GIT_SSH_COMMAND). With
     admin_key (a public key line), root may log in with it too, as an
     administrator reaches a host: the key is in this sshd's own file, never
-    in /root/.ssh (StrictModes is off: that file lives under /tmp)."""
+    in /root/.ssh (StrictModes is off: that file lives under /tmp).
+    also_allow: more account names that may log in (a fleet controller's)."""
     keys = os.path.join(box.root, "keys")
     os.makedirs(keys)
     run_checked("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", os.path.join(keys, "host"))
@@ -77,7 +78,7 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
 Subsystem sftp /usr/lib/openssh/sftp-server
-AllowUsers {account.pw_name}{" root" if admin_key else ""}
+AllowUsers {" ".join([account.pw_name, *also_allow])}{" root" if admin_key else ""}
 {admin}""")
     os.makedirs("/run/sshd", exist_ok=True)   # privilege separation directory
     with open(os.path.join(keys, "sshd.log"), "w") as log:
@@ -91,3 +92,20 @@ AllowUsers {account.pw_name}{" root" if admin_key else ""}
     box.ssh_port = port
     return (f"ssh -p {port} -i {keys}/client -o IdentitiesOnly=yes -o BatchMode=yes "
             f"-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR")
+
+
+def serve_over_ssh(box, account, apps, emperor=True):
+    """box as a deploy server reached over ssh: sshd for account, the toolkit
+    installed, its Emperor (as account) and deploy-init for each app, then
+    nginx for them. Returns (the ssh command with the account's first key,
+    the installed bin directory)."""
+    ssh = start_sshd(box, account)
+    bin_dir = install_toolkit(box, account)
+    if emperor:
+        box.start_emperor(bin_dir=bin_dir, user=account.pw_name)
+    for app in apps:
+        run_checked("runuser", "-u", account.pw_name, "--", os.path.join(bin_dir, "deploy-init"), app,
+                    env=box.environ)
+    if emperor:
+        box.start_nginx(list(apps))
+    return ssh, bin_dir

@@ -4,8 +4,10 @@ sshd (its own port and host key), Emperor (running as the account), nginx on
 its own port, and login shell git-shell; an administrator key reaches each
 as root, as an admin reaches a real host. The toolkit is installed on every
 "host" by share/fleet/install.yml over that ssh (it runs install.sh there),
-which also makes host 1 the primary: its deploy account gets the fleet key,
-every host's known_hosts entry, and the inventory as ~/APP.inventory. The
+which also makes host 1 the primary: a controller account (controller_user,
+its home controller_home in this world's directory) gets the fleet key,
+every host's known_hosts entry and the inventory, and host 1's deploy
+account a key to ask it for a fleet deploy (docs/keys.md). The
 developer pushes to host 1 with a key of their own, as in production.
 
 Needs root (accounts, sshd). Everything it starts is stopped by PID."""
@@ -128,6 +130,8 @@ class FleetWorld:
         os.chmod(self.root, 0o755)        # the accounts reach their homes through it
         self.hosts = []
         self.admin = os.path.join(self.root, "admin")
+        self.controller_user = None     # the primary's fleet controller account (install.yml makes it)
+        self.controller_home = os.path.join(self.root, "controller")
         self.source = os.path.join(self.root, "src")
 
     @property
@@ -162,7 +166,10 @@ class FleetWorld:
         for number in range(1, self.size + 1):
             box = base.Sandbox(os.path.join(self.root, f"h{number}"), detach=self.detach)
             account = create_deploy_account(box)
-            self.hosts.append(Host(f"h{number}", box, account, start_sshd(box, account, admin_key)))
+            if number == 1:     # the primary: install.yml makes its controller account, which logs in over ssh
+                self.controller_user = account.pw_name + "f"
+            also = [self.controller_user] if number == 1 else []
+            self.hosts.append(Host(f"h{number}", box, account, start_sshd(box, account, admin_key, also)))
 
     def start_servers(self, hosts):
         """Each host's Emperor (as its deploy account) and nginx; each host's
@@ -181,9 +188,12 @@ class FleetWorld:
         lines = ["[fleet]"]
         for host in hosts:
             lines.append(f"{host.name} ansible_host=127.0.0.1 ansible_port={host.box.ssh_port} "
-                         f"deploy_user={host.user} toolkit_dir={host.box.root}/toolkit")
+                         f"deploy_user={host.user} toolkit_dir={host.box.root}/toolkit "
+                         # this host's sshd has its own host key, not /etc/ssh's
+                         f"host_key_files={host.box.root}/keys/host.pub")
         if primary:
-            lines += ["", "[primary]", hosts[0].name]
+            lines += ["", "[primary]", f"{hosts[0].name} fleet_user={self.controller_user} "
+                      f"fleet_home={self.controller_home}"]
         lines += ["", "[fleet:vars]", "ansible_user=root", f"ansible_ssh_private_key_file={self.admin}/key",
                   "ansible_python_interpreter=/usr/bin/python3"]
         write(self.inventory, "\n".join(lines) + "\n")
@@ -208,7 +218,7 @@ class FleetWorld:
     def install(self, hosts, primary):
         """share/fleet/install.yml, as the administrator, on hosts."""
         self.write_inventory(hosts, primary)
-        result = subprocess.run(self.install_command(), capture_output=True, text=True, timeout=900,
+        result = subprocess.run(self.install_command(), capture_output=True, text=True, timeout=1800,
                                 env=self.admin_environ(), stdin=subprocess.DEVNULL)
         self.install_output = result.stdout + result.stderr
         if result.returncode != 0:
@@ -264,6 +274,10 @@ class FleetWorld:
         for host in self.hosts:
             stop_account_processes(host.account.pw_uid)
             remove_account(host.account)
+        if self.controller_user and account_exists(self.controller_user):
+            controller = pwd.getpwnam(self.controller_user)
+            stop_account_processes(controller.pw_uid)
+            remove_account(controller)
         shutil.rmtree(self.root, ignore_errors=True)
 
 

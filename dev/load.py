@@ -210,11 +210,19 @@ class BusyLoad:
         self.fast.wait_for(self.fast.total + 100)
 
     def assert_nothing_lost(self):
+        """No request failed, fast or slow, and the workers were filled."""
         for part in (self.fast, self.slow, self.busy):
             print(part.summary())
         assert self.fast.errors == {} and set(self.fast.statuses) == {200}, self.fast.summary()
         assert self.slow.errors == {} and set(self.slow.statuses) == {200}, self.slow.summary()
         assert self.slow.total > 0
+        self.assert_workers_filled()
+
+    def assert_workers_filled(self):
+        """The load did what it is for: at some moment every worker (every
+        thread) of the live version was serving a slow request, as its stats
+        socket showed."""
+        assert self.busy.all_slow_samples > 0, self.busy.summary()
 
 
 class SourceAddressAdapter(requests.adapters.HTTPAdapter):

@@ -71,6 +71,54 @@ def _search(regex, text):
         return None
 
 
+# Tiers (pytest.ini, docs/testing.md): what a test needs is marked in its
+# file. A test that uses one of these fixtures starts a real uWSGI: it is
+# marked emperor even where its file forgot, so `make check` never runs it.
+EMPEROR_FIXTURES = {"server", "busy_server", "uwsgi_runner"}
+
+
+def keep_groups_together(config, items):
+    """pytest-xdist's --dist loadgroup sends the tests of one xdist_group to
+    one worker by suffixing their node ids with @GROUP; pytest 9 keeps node
+    ids elsewhere, so xdist's suffix (item._nodeid) is lost and every worker
+    would build its own fleet. Set it where pytest 9 reads it."""
+    if not getattr(config.option, "loadgroup", False):   # set in the workers of a loadgroup run
+        return
+    from _pytest.nodeid import coerce_node_id
+    for item in items:
+        marker = item.get_closest_marker("xdist_group")
+        if marker is not None:
+            name = marker.args[0] if marker.args else marker.kwargs.get("name", "default")
+            if not item.nodeid.endswith(f"@{name}"):
+                item._id = coerce_node_id(f"{item.nodeid}@{name}")
+
+
+# The slowest kinds first: in a parallel run (make test) a long test that
+# starts last would finish last, alone. xdist hands out the module-scoped
+# worlds (xdist_group) before single tests, then single tests in this order.
+SLOW_FIRST = ("fleet", "network", "ssh", "load", "emperor")
+
+
+def pytest_collection_modifyitems(config, items):
+    keep_groups_together(config, items)
+    for item in items:
+        if EMPEROR_FIXTURES & set(item.fixturenames) and item.get_closest_marker("emperor") is None:
+            item.add_marker(pytest.mark.emperor)
+
+    def rank(item):
+        return next((i for i, name in enumerate(SLOW_FIRST) if item.get_closest_marker(name)), len(SLOW_FIRST))
+
+    def group(item):
+        marker = item.get_closest_marker("xdist_group")
+        return marker and (marker.args[0] if marker.args else marker.kwargs.get("name"))
+    # a group's tests stay together (its world is built once), at its slowest rank
+    group_rank = {}
+    for item in items:
+        if group(item):
+            group_rank[group(item)] = min(rank(item), group_rank.get(group(item), len(SLOW_FIRST)))
+    items.sort(key=lambda item: group_rank[group(item)] if group(item) else rank(item))
+
+
 NOWHERE = "/nonexistent/uwsgi-deploy-test"
 
 

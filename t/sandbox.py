@@ -159,6 +159,11 @@ class RunningPush:
         self.reader.join(timeout)
         return self.process.returncode, self.output()
 
+    def result(self, timeout=120):
+        """The ended push as a CompletedProcess (its output as stderr), for must_fail."""
+        status, output = self.finish(timeout)
+        return subprocess.CompletedProcess(self.process.args, status, "", output)
+
     def lose_client(self):
         """The pusher goes away (a dropped connection): the git client is
         killed, so the pipe that carries the hook's output to it breaks."""

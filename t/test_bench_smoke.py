@@ -5,7 +5,11 @@ import json
 import os
 import subprocess
 
+import pytest
+
 from conftest import ROOT
+
+pytestmark = [pytest.mark.emperor, pytest.mark.load, pytest.mark.network]
 
 
 def test_quick_benchmark_runs_and_reports(world):

@@ -6,7 +6,11 @@ import json
 import os
 import subprocess
 
+import pytest
+
 from conftest import ROOT
+
+pytestmark = [pytest.mark.emperor, pytest.mark.network]
 
 
 def test_quick_venv_benchmark_runs_and_reports(world):

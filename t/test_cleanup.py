@@ -3,7 +3,9 @@ removes, and that the live app keeps serving."""
 import json
 import os
 
-from conftest import write
+import pytest
+
+from conftest import must_fail, write
 from sandbox import wait_file
 from uwsgi_deploy.inventory import versions_on_disk
 from uwsgi_deploy.lock import DeployLock
@@ -41,6 +43,7 @@ def cleanup(server, *args):
     return result.stdout.splitlines()
 
 
+@pytest.mark.emperor
 def test_default_keeps_the_four_most_recent_of_each_app(server):
     revs = push_versions(server, 8)
     server.deploy_init("other")
@@ -108,12 +111,12 @@ def test_default_keeps_the_four_most_recent_of_each_app(server):
     assert server.get("/").text == "v8"
 
 
+@pytest.mark.emperor
 def test_failed_deploy_and_versions_with_a_vassal(server):
     revs = push_versions(server, 4)
     app = server.app("app")
     failed = server.commit_app("broken", extra=FAILING_SETUP)[:12]
-    result = server.push()
-    assert result.returncode != 0
+    must_fail(server.push(), 1, "remote: pre-receive: setup: setup exited with status 1")
     assert os.path.isdir(app.version(failed).workdir)     # the refused push left its checkout
     # a version the Emperor runs (not live, not previous) must stay, whatever N
     first = app.version(revs[0])
@@ -137,6 +140,7 @@ def test_failed_deploy_and_versions_with_a_vassal(server):
     assert server.get("/").text == "v4"
 
 
+@pytest.mark.emperor
 def test_version_being_deployed_survives_while_the_lock_is_held(server):
     revs = push_versions(server, 2)
     app = server.app("app")
@@ -159,6 +163,7 @@ def test_version_being_deployed_survives_while_the_lock_is_held(server):
     assert on_disk(server) == sorted(revs)
 
 
+@pytest.mark.emperor
 def test_a_real_push_in_progress_keeps_its_candidate(server):
     revs = push_versions(server, 2)
     candidate = server.commit_app("v3")[:12]
@@ -184,16 +189,16 @@ def test_bad_input_is_a_one_line_error(sandbox):
                           (["many"], "N must be a whole number, not 'many'"),
                           (["--app", "nope"], "no app 'nope' in ")):
         result = sandbox.tool("deploy-cleanup", *args)
-        assert result.returncode == 1
-        assert result.stderr.startswith("deploy-cleanup: " + message)
+        assert must_fail(result, 1, "deploy-cleanup: " + message).startswith("deploy-cleanup: ")
         assert result.stderr.count("\n") == 1
 
 
+@pytest.mark.emperor
 def test_a_refused_first_push_is_a_failed_deploy_until_the_log_is_lost(server):
     """An app that never went live has only failed deploys; one that went
     live but lost deploy.log ranks its versions by directory time."""
     failed = server.commit_app("broken", extra=FAILING_SETUP)[:12]
-    assert server.push().returncode != 0
+    must_fail(server.push(), 1, "remote: pre-receive: setup: setup exited with status 1")
     assert f"would remove app-{failed}: failed deploy" in cleanup(server, "--dry-run")
     [facts] = json.loads(server.tool("deploy-status", "--json", "app").stdout)["apps"]
     assert [v["marks"] for v in facts["versions"]] == [["failed"]]

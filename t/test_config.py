@@ -92,10 +92,11 @@ def test_value_from_a_pipe_drops_one_trailing_newline():
 
 def test_git_shell_commands_are_links_to_the_tools_and_set_up_once(world):
     bin_dir = os.path.join(world, "bin")
-    names = [name for name, _, _ in COMMANDS] + ["deploy-commands"]
+    names = [name for name, _, _ in COMMANDS] + ["deploy-commands", "deploy-gate"]
     for name in names:
         write(os.path.join(bin_dir, name), "#!/bin/sh\n", 0o755)
-    assert sorted(install_shell_commands(world, bin_dir)) == sorted([n for n, _, _ in COMMANDS] + ["help"])
+    assert sorted(install_shell_commands(world, bin_dir)) == sorted([n for n, _, _ in COMMANDS]
+                                                                    + ["help", "deploy-gate"])
     directory = os.path.join(world, "git-shell-commands")
     assert os.readlink(os.path.join(directory, "help")) == os.path.join(bin_dir, "deploy-commands")
     assert install_shell_commands(world, bin_dir) == []            # idempotent

@@ -4,7 +4,11 @@ import os
 import subprocess
 import urllib.request
 
+import pytest
+
 from conftest import ROOT
+
+pytestmark = pytest.mark.emperor
 
 
 def test_make_demo_then_edit_commit_push_redeploys(world):

@@ -6,10 +6,12 @@ import signal
 
 import pytest
 
-from conftest import wait_until
+from conftest import must_fail, wait_until
 from load import BUSY_INI, BusyLoad
 from sandbox import process_ended, wait_file
 from uwsgi_deploy.lock import DeployLock
+
+pytestmark = pytest.mark.emperor
 
 
 def assert_clean_layout(server, live_rev):
@@ -43,12 +45,11 @@ def test_second_push_of_same_app_waits_for_the_first(server):
     assert second.running()
     first.release()
     first_status, first_out = first.finish()
-    second_status, second_out = second.finish()
+    second_result = second.result()
     assert first_status == 0, first_out
     # the branch moved while it waited: git would refuse to update it after
     # the deploy, so the deploy is refused before it starts
-    assert second_status != 0
-    assert "refs/heads/main moved to " in second_out and "fetch, then push again" in second_out
+    must_fail(second_result, 1, r"remote: pre-receive: .*refs/heads/main moved to .*fetch, then push again")
     assert server.get("/").text == "v2"
     server.git(other, "pull", "-q", "--rebase", os.path.join(server.home, "app.git"), "main")
     v3 = server.git(other, "rev-parse", "HEAD").stdout[:12]
@@ -63,8 +64,7 @@ def test_lock_wait_is_bounded_and_names_the_holder(server):
     app = server.app("app")
     with DeployLock(app.lock_file, 1, "app-0123456789ab (push)"):
         result = server.push(extra_env={"DEPLOY_LOCK_TIMEOUT": "1"})
-    assert result.returncode != 0
-    assert "another deploy holds" in result.stderr and "app-0123456789ab (push), pid" in result.stderr
+    must_fail(result, 1, r"remote: pre-receive: .*another deploy holds.*app-0123456789ab \(push\), pid")
     assert server.vassal_inis() == []
 
 
@@ -93,6 +93,7 @@ STAGES = ["checkout", "env", "setup", "expand", "probe", "reconfigure", "inspect
 AFTER_SWITCH = {"watch", "retire", "link", "log"}
 
 
+@pytest.mark.load
 @pytest.mark.parametrize("stage", STAGES)
 def test_deploy_killed_at_stage_keeps_serving_and_next_deploy_cleans_up(busy_server, stage):
     server = busy_server
@@ -106,8 +107,7 @@ def test_deploy_killed_at_stage_keeps_serving_and_next_deploy_cleans_up(busy_ser
     with BusyLoad(server, ["v1", "v2", "v3"]) as load:
         push = server.paused_push(stage)
         os.kill(push.reached(), signal.SIGKILL)
-        status, out = push.finish(60)
-        assert status != 0, out          # the hook died: git refuses the push
+        must_fail(push.result(60), 1, "pre-receive hook declined")   # the hook died: git refuses the push
         live = "v2" if stage in AFTER_SWITCH else "v1"
         # exactly one version is live, and it serves
         assert os.readlink(server.app("app").live_socket) == f"app-{revs[live]}.socket"
@@ -134,8 +134,7 @@ def test_deploy_killed_while_setup_runs_leaves_no_setup_behind(server):
     wait_file(marker)
     setup_pid = int(open(marker).read())
     os.kill(int(open(marker + ".hook").read()), signal.SIGKILL)
-    status, output = push.finish(60)
-    assert status != 0, output
+    must_fail(push.result(60), 1, "pre-receive hook declined")
     wait_until(lambda: process_ended(setup_pid), 5, "setup to end with its deploy")
     assert server.get("/").text == "v1"
 
@@ -184,9 +183,7 @@ def test_hangup_before_switch_abandons_candidate(server):
     push = server.paused_push("probe")
     os.kill(push.reached(), signal.SIGHUP)
     push.release()
-    status, out = push.finish(60)
-    assert status != 0
-    assert "probe: interrupted by SIGHUP" in out
+    must_fail(push.result(60), 1, "remote: pre-receive: probe: interrupted by SIGHUP")
     assert server.get("/").text == "v1"
     assert server.vassal_inis() == [f"app-{v1}.ini"]
 
@@ -216,8 +213,7 @@ def test_version_crashing_after_switch_is_rolled_back(server):
                         "uwsgi.ini": "[uwsgi]\nmaster = true\nprocesses = 2\nenable-threads = true\n"
                                      "wsgi-file = app.py\n"})[:12]
     result = server.push(extra_env={"DEPLOY_WATCH": "4"})
-    assert result.returncode != 0
-    assert "remote:  !     watch: worker" in result.stderr and "crashed" in result.stderr
+    must_fail(result, 1, r"remote:  !     watch: worker .*crashed")
     assert f"switched back to app-{v1}" in result.stderr
     assert server.get("/").text == "v1"
     assert os.readlink(server.app("app").live_socket) == f"app-{v1}.socket"
@@ -245,8 +241,7 @@ def test_emperor_restart_brings_back_one_vassal_per_app_and_no_candidate(server)
     server.commit_app("v2")
     push = server.paused_push("switch")
     os.kill(push.reached(), signal.SIGKILL)        # leaves the candidate's ini behind
-    status, output = push.finish(60)
-    assert status != 0, output
+    must_fail(push.result(60), 1, "pre-receive hook declined")
     assert len(server.vassal_inis()) == 2
     kind, emperor = next((k, p) for k, p in server.processes if k == "emperor")
     emperor.send_signal(signal.SIGINT)

@@ -9,14 +9,20 @@ One such world serves the whole file (it takes about a minute to build);
 each test first brings the fleet to the state it starts from."""
 import json
 import os
+import pwd
 import subprocess
 import time
 
 import pytest
 
+from conftest import must_fail
 from fleet_world import APP, FleetWorld
 from load import LoadLoop, SlowRequests
 from sandbox_server import wait_until
+
+# one module-scoped world: under xdist its tests run on one worker
+pytestmark = [pytest.mark.fleet, pytest.mark.ssh, pytest.mark.emperor, pytest.mark.load,
+              pytest.mark.xdist_group("fleet")]
 
 WORKERS = 4   # processes in the fleet app's uwsgi.ini
 
@@ -110,29 +116,72 @@ def refs(host, pattern):
 
 
 # -- installed by the playbook ------------------------------------------------------
+def fleet_key_ssh(fleet, host, *command, source=None):
+    """ssh to host's deploy account with the fleet key (read as root)."""
+    argv = ["ssh", "-p", str(host.box.ssh_port), "-i", os.path.join(fleet.controller_home, ".ssh", "uwsgi-deploy-fleet"),
+            "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"] + (["-b", source] if source else [])
+    return subprocess.run(argv + [f"{host.user}@127.0.0.1", *command], capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+
+
 def test_install_playbook_made_every_host_ready_and_the_primary_its_controller(fleet):
     primary = fleet.primary
-    with open(os.path.join(primary.home, ".ssh", "uwsgi-deploy-fleet.pub")) as stream:
-        fleet_key = stream.read().strip()
+    controller = pwd.getpwnam(fleet.controller_user)
+    key_file = os.path.join(fleet.controller_home, ".ssh", "uwsgi-deploy-fleet")
+    with open(key_file + ".pub") as stream:
+        fleet_key = " ".join(stream.read().split()[:2])
+    # the fleet key is the controller account's: no app (they run as the deploy account) can read it
+    assert os.stat(key_file).st_uid == controller.pw_uid and os.stat(fleet.controller_home).st_mode & 0o077 == 0
+    assert not os.path.exists(os.path.join(primary.home, ".ssh", "uwsgi-deploy-fleet"))
+    read = subprocess.run(["runuser", "-u", primary.user, "--", "cat", key_file], capture_output=True, text=True)
+    assert read.returncode != 0 and "Permission denied" in read.stderr
     for host in fleet.hosts:
         for tool in ("deploy-version", "deploy-status", "pre-receive"):
             assert os.access(os.path.join(host.bin_dir, tool), os.X_OK)
         assert os.path.islink(os.path.join(host.app.repo, "hooks", "pre-receive"))
         with open(os.path.join(host.home, ".ssh", "authorized_keys")) as stream:
-            assert f"restrict {fleet_key}\n" in stream.read()
-        # the fleet key gets git-shell's commands and nothing else
-        argv = ["ssh", "-p", str(host.box.ssh_port), "-i", os.path.join(primary.home, ".ssh", "uwsgi-deploy-fleet"),
-                "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-                "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", f"{host.user}@127.0.0.1", "id"]
-        shell = subprocess.run(argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
-        assert shell.returncode == 128 and "unrecognized command" in shell.stderr and "uid=" not in shell.stdout
-    with open(os.path.join(primary.home, ".ssh", "known_hosts")) as stream:
+            assert (f'restrict,command="deploy-gate --key fleet --role fleet --app {APP}",from="127.0.0.1" '
+                    f"{fleet_key} deploy-key:fleet\n") in stream.read()
+    with open(os.path.join(fleet.controller_home, ".ssh", "known_hosts")) as stream:
         known = stream.read()
-    assert all(f"[127.0.0.1]:{h.box.ssh_port} ssh-ed25519 " in known for h in fleet.hosts)
+    for host in fleet.hosts:   # each host's own key, read from its file by install.yml
+        with open(os.path.join(host.box.root, "keys", "host.pub")) as stream:
+            assert f"[127.0.0.1]:{host.box.ssh_port} {' '.join(stream.read().split()[:2])}" in known
+    for inventory in (primary.app.fleet_inventory, os.path.join(fleet.controller_home, f"{APP}.inventory")):
+        with open(inventory) as stream:
+            text = stream.read()
+        assert "ansible_user" not in text and "root" not in text and fleet.admin not in text   # no admin's vars
+        assert all(f"{h.name} ansible_host=127.0.0.1 ansible_port={h.box.ssh_port} deploy_user={h.user}\n" in text
+                   for h in fleet.hosts)
     inventory = primary.app.fleet_inventory
     assert oct(os.stat(inventory).st_mode & 0o777) == "0o600" and os.stat(inventory).st_uid == primary.account.pw_uid
     assert not any(os.path.exists(h.app.fleet_inventory) for h in fleet.hosts[1:])   # only the primary drives
     assert "Running install.sh --user deploy_user on every host" in fleet.install_output
+    # Procfile clocks and cron run on the primary only (no `singletons` group)
+    for host in fleet.hosts:
+        config = os.path.join(host.home, "deploy.conf")
+        with open(config) as stream:
+            assert f"DEPLOY_SINGLETONS={'yes' if host is primary else 'no'}\n" in stream.read()
+        assert os.stat(config).st_uid == host.account.pw_uid and os.stat(config).st_mode & 0o077 == 0
+
+
+def test_the_fleet_key_runs_a_fleet_deploys_commands_only(fleet):
+    for host in fleet.hosts:
+        assert fleet_key_ssh(fleet, host, f"deploy-status {APP} --json").returncode == 0
+        for command, refused in ((f"deploy-run {APP} -- sh -c id", "deploy-run"), ("sh -c id", "sh"),
+                                 ("id", "id"), (f"deploy-config {APP}", "deploy-config"),
+                                 (f"deploy-logs {APP}", "deploy-logs")):
+            result = fleet_key_ssh(fleet, host, command)
+            assert result.returncode == 1 and "uid=" not in result.stdout + result.stderr, result
+            assert result.stderr == f"deploy-gate: key fleet (fleet) may not run {refused}: role fleet runs " \
+                                    "git-receive-pack, deploy-version, deploy-status\n"
+        # no command: no shell either, only what the key may run
+        login = fleet_key_ssh(fleet, host)
+        assert login.returncode == 0 and login.stdout.startswith(f"Key fleet (fleet) for {APP} may run:")
+        # from another address than the primary's, sshd does not take the key at all
+        elsewhere = fleet_key_ssh(fleet, host, f"deploy-status {APP}", source="127.0.0.2")
+        assert elsewhere.returncode == 255 and "Permission denied" in elsewhere.stderr
 
 
 # -- a push to the primary ---------------------------------------------------------------
@@ -184,7 +233,7 @@ def test_setup_failing_on_host_2_refuses_the_push_and_no_host_changes(fleet):
     commit = fleet.commit("fleet-broken-on-h2", environment="BREAK_SETUP_ON=h2\n")
     rev = commit[:12]
     result = fleet.push()
-    assert result.returncode != 0
+    must_fail(result, 1, f"remote: pre-receive: fleet deploy of {APP}-{rev} refused: h2 failed to prepare: ")
     assert "pre-receive hook declined" in result.stderr
     lines = pusher_lines(result)
     assert "h2: setup breaks on h2, as this commit asks" in lines
@@ -215,7 +264,7 @@ def test_host_3_crashing_in_its_watch_rolls_every_host_back(fleet):
             loop.wait_for(loop.total + 50)
     print("what the clients saw:")
     load.report()
-    assert result.returncode != 0
+    must_fail(result, 1, f"remote: pre-receive: fleet deploy of {APP}-{rev} refused: h3 failed to commit: watch: ")
     lines = pusher_lines(result)
     assert any(line.startswith(" !     h3 failed to commit: watch: ") and line.endswith(
         "; rolled back h1, h2 to the version each served before") for line in lines), lines
@@ -245,7 +294,7 @@ def test_in_batches_a_failed_batch_stops_the_ones_after_it(fleet):
         result = fleet.push()
     finally:
         fleet.set_setting("DEPLOY_FLEET_BATCH", None)
-    assert result.returncode != 0
+    must_fail(result, 1, f"remote: pre-receive: fleet deploy of {APP}-{rev} refused: h2 failed to commit: watch: ")
     lines = pusher_lines(result)
     committing = [line for line in lines if line.startswith(f"-----> Committing {APP}-{rev} on ")]
     assert committing == [f"-----> Committing {APP}-{rev} on h1 (switch, watch, retire, link)",

@@ -127,7 +127,6 @@ def test_the_deployers_block_is_what_uwsgi_applies_last(world, text):
     "lazy-apps = true", "master = true", "vacuum = true", "die-on-term = true",
     "single-interpreter = true", "need-app = true", "thunder-lock = true", "listen = 1024",
     "procname-prefix = %(module)-", "add-header = X-Frame-Options: DENY", "log-slow = 500",
-    'logformat = %(addr) - %(user) [%(ltime)] "%(method) %(uri) %(proto)" %(status) %(size) %(msecs)',
 ])
 def test_what_a_web_app_tunes_is_allowed(line):
     check_app_ini(f"[uwsgi]\nmodule = app\n{line}\n", "uwsgi.ini")
@@ -206,6 +205,12 @@ def test_every_allowed_option_is_uwsgis_and_none_runs_or_opens_anything():
                       r"set environment|mule|spooler|cron)\b|on the specified (address|port|UNIX socket)", re.I)
     assert sorted(name for name in ALLOWED if runs.search(table[name])) == []
     assert runs.search(table["attach-daemon"]) and runs.search(table["exec-as-user"]) and runs.search(table["env"])
+
+
+@pytest.mark.parametrize("line", ["logformat = %(status)", "log-format = x", "disable-logging = true",
+                                  "log-date = true", "logformat-strftime = true"])
+def test_how_requests_are_logged_is_the_deployers_the_watch_reads_it(line):
+    assert "is set by the deployer" in refused(f"[uwsgi]\nmodule = app\n{line}\n"), line
 
 
 def test_docs_show_the_allow_list_the_code_applies():

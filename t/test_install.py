@@ -9,6 +9,8 @@ import stat
 import subprocess
 import threading
 
+import pytest
+
 from conftest import ROOT, wait_until
 from uwsgi_deploy.stats import read_stats, vassal_state
 
@@ -18,6 +20,7 @@ def tree(path):
                   for d, dirs, files in os.walk(path) for f in files + dirs)
 
 
+@pytest.mark.network
 def test_installed_tools_run_without_the_checkout_and_uninstall_is_exact(world):
     prefix = os.path.join(world, "home")
     os.makedirs(os.path.join(prefix, "bin"))
@@ -47,6 +50,7 @@ def test_installed_tools_run_without_the_checkout_and_uninstall_is_exact(world):
     assert tree(prefix) == before
 
 
+@pytest.mark.network
 def test_destdir_stages_under_destdir_only(world):
     stage = os.path.join(world, "stage")
     subprocess.run(["make", "-s", "-C", ROOT, "install", f"DESTDIR={stage}", "PREFIX=/srv/deploy"],
@@ -56,6 +60,8 @@ def test_destdir_stages_under_destdir_only(world):
         assert '"/srv/deploy/lib/uwsgi-deploy"' in stream.read()   # paths of the final place
 
 
+@pytest.mark.ssh
+@pytest.mark.network
 def test_install_sh_makes_the_deploy_home_private_and_never_loosens_it(world):
     """./install.sh --user on a throw-away account: a 0755 home is tightened
     to 0750, a layout directory already 0700 stays 0700, and a second run
@@ -109,6 +115,7 @@ def test_emperor_unit_is_valid_and_runs_with_a_private_umask(world):
     assert "\nUMask=0027\n" in text
 
 
+@pytest.mark.emperor
 def test_deploy_emperor_stops_its_vassals_gracefully_on_sigterm(server):
     """The unit's KillSignal=SIGTERM: deploy-emperor (exec'd into uWSGI's
     Emperor) stops every vassal gracefully, a request in flight finishing,

@@ -5,8 +5,12 @@ refs/fleet/candidate, which deploys nothing by itself."""
 import json
 import os
 
+import pytest
+
 from uwsgi_deploy.inventory import is_prepared
 from uwsgi_deploy.probe import probe_once
+
+pytestmark = pytest.mark.emperor
 
 
 def store(server, version, extra=None):

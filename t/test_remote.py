@@ -16,11 +16,15 @@ import time
 import pytest
 
 from load import BUSY_INI, BusyLoad
+from conftest import must_fail
 from accounts import create_deploy_account, install_toolkit, remove_account, run_checked, start_sshd
 from sandbox import TEST_APP, Sandbox
 from uwsgi_deploy.inventory import versions_on_disk
 from sandbox_server import wait_until
 from uwsgi_deploy.shell_commands import COMMANDS
+
+# one module-scoped world: under xdist its tests run on one worker
+pytestmark = [pytest.mark.ssh, pytest.mark.emperor, pytest.mark.xdist_group("remote")]
 
 # an app that refuses to start when its environment says so
 CRASHABLE_APP = ("import os\nif os.environ.get('CRASH_AT_IMPORT'):\n"
@@ -98,8 +102,7 @@ def remote():
 
 
 def assert_refused_by_git_shell(result):
-    assert result.returncode == 128, result
-    assert "fatal: unrecognized command" in result.stderr
+    must_fail(result, 128, "fatal: unrecognized command")
     assert "uid=" not in result.stdout + result.stderr
 
 
@@ -112,7 +115,8 @@ def test_interactive_login_lists_the_commands_one_line_each(remote):
         [line] = [line for line in lines if line.split()[:1] == [name]]
         assert usage in line and what in line
     listed = os.listdir(os.path.join(remote.box.home, "git-shell-commands"))
-    assert sorted(listed) == sorted([name for name, _, _ in COMMANDS] + ["help"])
+    # and deploy-gate, the forced command of scoped keys (deploy-keys), not listed
+    assert sorted(listed) == sorted([name for name, _, _ in COMMANDS] + ["help", "deploy-gate"])
 
 
 @pytest.mark.parametrize("command", ["sh -c id", "deploy-status; id", "id", "deploy-emperor",
@@ -125,9 +129,8 @@ def test_arguments_never_reach_a_shell(remote):
     result = remote.ssh("deploy-status '$(id)' ; id")
     assert result.returncode == 2 and "uid=" not in result.stdout + result.stderr
     result = remote.ssh("deploy-status '$(id)'")
-    assert result.returncode == 1
     # the argument arrives as typed: the tool names it in its one-line error
-    assert result.stderr.startswith("deploy-status: ") and "'$(id)'" in result.stderr, result.stderr
+    must_fail(result, 1, r"^deploy-status: .*'\$\(id\)'")
 
 
 # -- push, status, rollback, cleanup ----------------------------------------------
@@ -176,6 +179,7 @@ def test_cleanup_keeps_live_and_previous_and_removes_the_rest_with_their_logs(re
 
 
 # -- per-app configuration -----------------------------------------------------------
+@pytest.mark.load
 def test_config_set_from_stdin_restarts_with_zero_failed_requests(remote):
     # two workers, slow requests longer than the watch: every worker is busy at times
     rev = remote.deploy("app", "config-v1", extra={"setup": SETUP, "uwsgi.ini": BUSY_INI})
@@ -250,8 +254,8 @@ def test_config_refusals_change_nothing(remote, command, value, message):
         remote.deploy("app", "refusal-v1")
     before, live = remote.read_bytes(remote.env_file()), remote.live_run()
     result = remote.ssh(command, input=value)
-    assert result.returncode != 0
-    assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith(message), result.stderr
+    assert must_fail(result, 1, message).startswith(message)
+    assert len(result.stderr.splitlines()) == 1, result.stderr
     assert "SECRETISH" not in result.stderr
     assert remote.read_bytes(remote.env_file()) == before
     assert remote.live_run() == live
@@ -264,7 +268,7 @@ def test_failed_restart_restores_the_file_and_keeps_the_live_version(remote):
     before, live = remote.read_bytes(remote.env_file()), remote.live_run()
     assert live == f"app-{rev}"
     result = remote.ssh("deploy-config app set CRASH_AT_IMPORT", input="yes\n")
-    assert result.returncode == 1, result.stderr
+    must_fail(result, 1, "^deploy-config: ")
     assert f"app-{rev}.1 not deployed; app-{rev} is still live" in result.stderr
     assert "restored: CRASH_AT_IMPORT is as it was before" in result.stderr
     assert result.stderr.splitlines()[-1].startswith("deploy-config: ")
@@ -351,7 +355,7 @@ def test_run_gets_the_apps_variables_and_python_environment_and_its_exit_status(
 
 def test_run_is_refused_when_nothing_is_live(remote):
     result = remote.ssh("deploy-run idle -- true")
-    assert result.returncode == 1
+    must_fail(result, 1, "^deploy-run: nothing of idle is live")
     assert result.stderr == "deploy-run: nothing of idle is live: deploy it first (git push)\n"
 
 

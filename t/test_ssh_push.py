@@ -6,7 +6,10 @@ import subprocess
 
 import pytest
 
+from conftest import must_fail
 from accounts import create_deploy_account, install_toolkit, remove_account, run_checked as run, start_sshd
+
+pytestmark = [pytest.mark.ssh, pytest.mark.emperor]
 
 
 @pytest.fixture
@@ -45,4 +48,4 @@ def test_push_over_ssh_deploys_through_git_shell(sandbox, deploy_account, sshd):
     assert os.readlink(os.path.join(sandbox.home, "app")) == f"app-{rev}"
     # the account gets no shell: git-shell refuses anything but git
     shell = subprocess.run(sshd.split() + [f"{user}@127.0.0.1", "id"], capture_output=True, text=True)
-    assert shell.returncode != 0
+    must_fail(shell, 128, "fatal: unrecognized command")

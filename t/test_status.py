@@ -3,6 +3,10 @@ the versions on disk and the last deploys."""
 import json
 import os
 
+import pytest
+
+from conftest import must_fail
+
 FAILING_SETUP = {"setup": "#!/bin/sh\nexit 1\n"}
 
 
@@ -18,6 +22,7 @@ def status(server, *args):
     return result.stdout
 
 
+@pytest.mark.emperor
 def test_status_of_an_app_with_three_deploys(server):
     commits = []
     for version in ("v1", "v2", "v3"):
@@ -25,7 +30,7 @@ def test_status_of_an_app_with_three_deploys(server):
         assert server.push().returncode == 0
     revs = [c[:12] for c in commits]
     failed = server.commit_app("broken", extra=FAILING_SETUP)[:12]
-    assert server.push().returncode != 0
+    must_fail(server.push(), 1, "remote: pre-receive: setup: setup exited with status 1")
     entries = log_entries(server)
     since = " ".join(entries[-1][1:3])
 
@@ -57,6 +62,7 @@ def test_status_of_an_app_with_three_deploys(server):
     assert status(server, "app") == text
 
 
+@pytest.mark.emperor
 def test_status_says_down_when_the_live_vassal_is_gone(server):
     server.commit_app("v1")
     assert server.push().returncode == 0
@@ -82,8 +88,9 @@ def test_status_says_down_when_the_live_vassal_is_gone(server):
     assert "other" not in text
 
 
-def test_unknown_app_is_an_error(server):
-    result = server.tool("deploy-status", "nope")
-    assert result.returncode == 1
+def test_unknown_app_is_an_error(sandbox):
+    sandbox.deploy_init("app")
+    result = sandbox.tool("deploy-status", "nope")
+    must_fail(result, 1, "deploy-status: no app 'nope'")
     assert result.stdout == ""
-    assert result.stderr == f"deploy-status: no app 'nope' in {server.home} (no nope.git, no nope-<rev> directory)\n"
+    assert result.stderr == f"deploy-status: no app 'nope' in {sandbox.home} (no nope.git, no nope-<rev> directory)\n"

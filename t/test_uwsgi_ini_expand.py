@@ -72,6 +72,7 @@ def run_app_with_values(world, uwsgi_runner, values):
         instance.stop()
 
 
+@pytest.mark.emperor
 def test_corpus_round_trips_or_is_refused(world, uwsgi_runner):
     assert len(CORPUS) >= 40
     carried = [v for v in CORPUS if uwsgi_can_carry(v)]
@@ -86,6 +87,7 @@ def test_corpus_round_trips_or_is_refused(world, uwsgi_runner):
     print(f"corpus: {len(carried)} round-tripped, {len(refused)} refused")
 
 
+@pytest.mark.emperor
 @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=30),
                 min_size=1, max_size=8))

@@ -2,6 +2,9 @@
 import multiprocessing
 import os
 
+import pytest
+
+from conftest import must_fail
 from load import LoadLoop
 from uwsgi_deploy.deploylog import append_entry, read_log
 from uwsgi_deploy.layout import App
@@ -21,6 +24,7 @@ def push_versions(server, *names, extra=None):
     return revs
 
 
+@pytest.mark.emperor
 def test_deploy_log_records_pushes_deploy_version_and_rollbacks(server):
     commits = []
     for name in ("v1", "v2"):
@@ -66,6 +70,8 @@ def test_concurrent_appends_never_interleave(world):
     assert len(read_log(path)) == 1200     # every line parses whole
 
 
+@pytest.mark.emperor
+@pytest.mark.load
 def test_rollback_by_prefix_and_previous_under_load_loses_nothing(server):
     v1, v2 = push_versions(server, "v1", "v2")
     with LoadLoop(server.url("/"), ["v1", "v2"], clients=4) as load:
@@ -83,19 +89,19 @@ def test_rollback_by_prefix_and_previous_under_load_loses_nothing(server):
     assert server.vassal_inis() == [f"app-{v2}.ini"]
 
 
+@pytest.mark.emperor
 def test_unknown_or_ambiguous_prefix_lists_candidates(server):
     revs = push_versions(server, "v1", "v2", "v3")
     result = server.tool("deploy-version", "app", "zz")
-    assert result.returncode == 1
-    assert result.stderr.startswith("deploy-version: no version of app matches 'zz' (on disk: ")
+    must_fail(result, 1, r"^deploy-version: no version of app matches 'zz' \(on disk: ")
     assert all(f"app-{rev}" in result.stderr for rev in revs)
     common = os.path.commonprefix(revs)
     result = server.tool("deploy-version", "app", common)   # "" matches all three
-    assert result.returncode == 1
-    assert "is ambiguous: " in result.stderr and all(rev in result.stderr for rev in revs)
+    must_fail(result, 1, "^deploy-version: .*is ambiguous: ") and all(rev in result.stderr for rev in revs)
     assert server.get("/").text == "v3"
 
 
+@pytest.mark.emperor
 def test_previous_without_history_is_an_error(server):
     push_versions(server, "v1")
     result = server.tool("deploy-version", "--previous", "app")
@@ -103,6 +109,7 @@ def test_previous_without_history_is_an_error(server):
     assert result.stderr == "deploy-version: deploy.log names no version of app before the live one\n"
 
 
+@pytest.mark.emperor
 def test_no_setup_skips_setup(server):
     setup = "#!/bin/sh\necho ran >> \"$HOME/setup-runs\"\n"
     v1, v2 = push_versions(server, "v1", "v2", extra={"setup": setup})

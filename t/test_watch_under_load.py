@@ -7,8 +7,11 @@ import threading
 
 import pytest
 
+from conftest import must_fail
 from load import BUSY_INI, SLOW_SECONDS, BusyLoad, LoadLoop
 from uwsgi_deploy import waiting
+
+pytestmark = [pytest.mark.emperor, pytest.mark.load]
 
 
 # two workers with one thread each, or with two threads each (then twice the
@@ -28,10 +31,12 @@ def test_healthy_busy_versions_are_never_refused(busy_server, ini, workers):
             assert result.returncode == 0, result.stderr
             assert "watch done" in result.stderr
             waited += "waits behind busy workers" in result.stderr
-    print(f"{waited} of {len(versions) - 1} watches waited for /ping behind busy workers")
     load.assert_nothing_lost()
     assert load.fast.regressions == []     # no client ever went back to an older version
-    assert load.busy.all_slow_samples > 0, load.busy.summary()
+    # the slow requests fill both workers 4 s of every 6: a watch whose window
+    # closes then waits for its /ping (about 2 in 3 do; none of 10 would be
+    # a 1-in-50,000 chance), and this test is about those
+    assert waited > 0, f"no watch of {len(versions) - 1} waited for /ping behind busy workers"
     assert server.get("/").text == versions[-1]
 
 
@@ -86,7 +91,7 @@ def commit_broken(server, version, app_py):
 
 
 def refused_and_switched_back(server, result, v1, v2, reason):
-    assert result.returncode != 0, result.stderr
+    must_fail(result, 1, "remote: pre-receive: watch: ")
     assert f"remote:  !     watch: {reason}" in result.stderr, result.stderr
     assert f"switched back to app-{v1}" in result.stderr
     assert f"letting app-{v2} finish the requests it accepted" in result.stderr

@@ -8,6 +8,8 @@ from conftest import wait_until
 from load import LoadLoop
 from uwsgi_deploy.stats import read_stats
 
+pytestmark = [pytest.mark.emperor, pytest.mark.load]
+
 
 @pytest.mark.parametrize("probe_via", ["http", "socket"])
 def test_three_deploys_under_load_lose_nothing(server, probe_via):

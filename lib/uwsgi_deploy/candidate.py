@@ -7,7 +7,7 @@ a VassalConfig), so nothing appears on the object half way."""
 import os
 from dataclasses import dataclass
 
-from . import DeployError, FailedWithOutput, error_line
+from . import DeployError, FailedWithOutput, background, error_line
 from .candidates import read_record
 from .checkout import deploy_dir, export_tree, inside
 from .envfile import check_server_side, read_env_files
@@ -101,7 +101,9 @@ class Candidate:
                 raise StageFailed("checkout", f"{self.version.workdir}: no such directory")
         else:
             with self.stages.stage("checkout", f"Checking out {source.commit[:12]} into {self.version.workdir}"):
-                export_tree(source.git_dir, source.commit, self.version)
+                live = self.request.app.live_version()    # its compiled Python is reused (bytecode.py)
+                export_tree(source.git_dir, source.commit, self.version, self.settings.checkout_max_mb,
+                            say=self.report.say, on_point=self.stages.point, previous=live and live.workdir)
         try:
             return Checkout(self.version.workdir, deploy_dir(self.version.workdir))
         except DeployError as error:
@@ -153,6 +155,7 @@ class Candidate:
             self.version.check_socket_paths()
             vassal = VassalConfig(self.settings, self.version, ini, tuple(entries.values()), checkout.deploy_dir)
             vassal.text(("http-socket", "127.0.0.1:1"))   # refuse bad input now
+            background.prepare(self.settings, self.version, checkout.deploy_dir, entries.values())   # not started
             return vassal
 
     def probe(self, vassal):
@@ -232,6 +235,7 @@ class Candidate:
         True if it existed."""
         existed = os.path.exists(self.version.vassal_ini)
         try:
+            background.stop(self.settings, self.version)
             remove_vassal(self.settings, self.version, self.settings.drain_timeout,
                           kill_after=CANDIDATE_GRACE)
             remove_if_exists(self.version.prepared_file)

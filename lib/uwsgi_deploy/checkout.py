@@ -1,12 +1,22 @@
 """Getting a version onto disk from git, and finding its deploy files.
 
-Git runs through `sh`. Inside a pre-receive hook the pushed objects are only
-reachable through the hook's GIT_* variables, so git sees them; setup and
-the app never do (clean_environ)."""
+A checkout lists the commit's tree (git ls-tree) and hard-links its files
+from the app's content store, which receives from one git cat-file only the
+content it lacks (store.py, docs/disk.md). Git runs through `sh`, or
+subprocess where its output is bytes. Inside a pre-receive hook the pushed
+objects are only reachable through the hook's GIT_* variables, so git sees
+them; setup and the app never do (clean_environ)."""
+import collections
+import errno
 import os
 import shutil
+import subprocess
+import threading
+import time
 
-from . import DeployError
+from . import DeployError, error_line
+from .bytecode import reuse_compiled
+from .store import ContentStore, link_or_copy
 
 ZERO_COMMIT = "0" * 40
 
@@ -60,25 +70,279 @@ def branch_names(refs):
     return " or ".join(ref.removeprefix("refs/heads/") for ref in refs)
 
 
-def export_tree(git_dir, commit, version):
+MIB = 1024 * 1024
+PROGRESS_EVERY = 1.0    # seconds between the lines a long checkout prints
+CHUNK = 1024 * 1024     # bytes read from git at a time
+NOT_PLAIN = (b"", b".", b"..")
+LINK_THREADS = 2        # links made at once (each thread waits in the kernel most of its time)
+
+
+class Entry(collections.namedtuple("Entry", "mode kind blob size path")):
+    """One entry of a commit's tree, as `git ls-tree -r -l` lists it: mode,
+    kind (b"blob"; b"commit" for a submodule) and path are bytes, blob is the
+    object id (str), size an int."""
+    __slots__ = ()
+
+    @property
+    def executable(self):
+        return self.mode == b"100755"
+
+    @property
+    def symlink(self):
+        return self.mode == b"120000"
+
+
+def list_tree(git_dir, commit):
+    """Every entry of commit's tree: one `git ls-tree -r -z -l` process."""
+    result = subprocess.run(["git", "--git-dir", git_dir, "ls-tree", "-r", "-z", "-l", "--full-tree", commit],
+                            capture_output=True)
+    if result.returncode != 0:
+        lines = result.stderr.decode(errors="replace").strip().splitlines()
+        raise DeployError(f"git ls-tree: {lines[-1] if lines else f'exit status {result.returncode}'}")
+    entries = []
+    for record in result.stdout.split(b"\0"):
+        if not record:
+            continue
+        meta, path = record.split(b"\t", 1)
+        mode, kind, blob, size = meta.split()
+        entries.append(Entry(mode, kind, blob.decode(), 0 if size == b"-" else int(size), path))
+    return entries
+
+
+def check_size(entries, max_mb, commit):
+    """Refuse a tree whose files add up to more than max_mb MiB (0: no
+    limit): the pack's limit (receive.maxInputSize) does not bound what it
+    checks out to, since one zero blob may be named a thousand times."""
+    total = sum(entry.size for entry in entries)
+    if max_mb and total > max_mb * MIB:
+        raise DeployError(f"{commit[:12]} checks out to {total / MIB:,.0f} MiB in {len(entries):,} files, "
+                          f"over DEPLOY_CHECKOUT_MAX_MB ({max_mb:,} MiB); nothing was written")
+    return total
+
+
+def export_tree(git_dir, commit, version, max_mb=0, say=None, on_point=None, previous=None):
     """Write commit's tree (no .git) to version's workdir, all or nothing:
-    extracted into a hidden sibling, then renamed into place. Modes follow the
-    umask (tar run as root would otherwise keep git's world-readable ones)."""
-    sh = _sh()
-    destination, temporary, archive = version.workdir, version.checkout_temporary(), version.checkout_archive()
+    built in a hidden sibling, then renamed into place. Files are hard links
+    into the app's content store (store.py), which receives only content it
+    lacks; directories are the version's own. Refused before anything is
+    written when it would check out to more than max_mb MiB. say(line)
+    reports progress while content is written, and what was linked and
+    written; on_point("store-write") is called within each write. previous:
+    the workdir of the version live now, whose compiled Python the new one
+    reuses for sources that did not change (bytecode.py)."""
+    entries = list_tree(git_dir, commit)
+    check_size(entries, max_mb, commit)
+    destination, temporary = version.workdir, version.checkout_temporary()
     shutil.rmtree(temporary, ignore_errors=True)
     os.makedirs(temporary)
     try:
-        git(git_dir, "archive", "--format=tar", "--output", archive, commit)
-        sh.tar("-x", "--no-same-permissions", "-f", archive, "-C", temporary)
-    except (DeployError, sh.ErrorReturnCode) as err:
+        extraction = Extraction(git_dir, ContentStore(version.app.store_dir), temporary, say, on_point)
+        extraction.run(entries, previous)
+    except BaseException as error:
         shutil.rmtree(temporary, ignore_errors=True)
-        raise DeployError(f"cannot export {commit[:12]}: {_last_line(err)}") from None
-    finally:
-        if os.path.exists(archive):
-            os.unlink(archive)
+        if isinstance(error, (DeployError, OSError)):
+            raise DeployError(f"cannot export {commit[:12]}: {error_line(error)}") from None
+        raise
     shutil.rmtree(destination, ignore_errors=True)
     os.rename(temporary, destination)
+    return extraction
+
+
+class Extraction:
+    """Links a tree's files into a directory from the store, writing into
+    the store first what it lacks (read from one `git cat-file --batch`)."""
+
+    def __init__(self, git_dir, store, directory, say=None, on_point=None):
+        self.git_dir, self.store, self.directory = git_dir, store, directory
+        self.say = say or (lambda text: None)
+        self.on_point = on_point
+        self.linked = self.written = self.written_bytes = 0
+        self.made = set()   # directories created, relative
+        self.python_dirs = set()   # those holding a .py file
+        self.compiled = 0
+
+    def run(self, entries, previous=None):
+        self.store_fd = self.store.open_root()
+        self.target_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            missing, symlinks = self.link_present(entries)
+            self.fetch(missing, symlinks)
+            if previous and os.path.isdir(previous):
+                self.compiled = reuse_compiled(previous, self.target_fd, self.python_dirs)
+        finally:
+            os.close(self.store_fd)
+            os.close(self.target_fd)
+            self.store.finish()
+        self.say(f"{len(entries):,} files: {self.linked:,} already stored, {self.written:,} new "
+                 f"({self.written_bytes / MIB:,.1f} MiB written to {self.store.root})"
+                 + (f"; {self.compiled:,} compiled modules reused" if self.compiled else ""))
+
+    def place(self, path):
+        """Create path's missing parent directories (the caller skips those
+        whose parent is made and whose name is plain). Never through a link:
+        each one is created here, so a tree naming a path twice (a file and a
+        directory, a link and a directory) is refused, as is a name that is
+        not plain."""
+        parts = path.split(b"/")
+        if any(part in NOT_PLAIN for part in parts):
+            raise DeployError(f"the tree has a path that is not plain: {os.fsdecode(path)!r}")
+        for end in range(1, len(parts)):
+            parent = b"/".join(parts[:end])
+            if parent in self.made:
+                continue
+            try:
+                os.mkdir(parent, dir_fd=self.target_fd)
+            except FileExistsError:
+                raise DeployError(f"the tree names {os.fsdecode(parent)} twice") from None
+            self.made.add(parent)
+
+    def link_present(self, entries):
+        """Link every file the store has; return what it lacks ({key:
+        (entry, [paths])}) and the symlinks ([entry]), whose target is content.
+        The directories are made first; then LINK_THREADS threads link (a
+        link is a system call that releases the GIL: they overlap)."""
+        symlinks, files, made = [], [], self.made
+        key, target_fd = self.store.key, self.target_fd
+        for entry in entries:
+            mode, kind, blob, _size, path = entry
+            parent, _, leaf = path.rpartition(b"/")
+            if parent not in made or leaf in NOT_PLAIN:
+                self.place(path)
+            if kind != b"blob":
+                if kind != b"commit":
+                    raise DeployError(f"{os.fsdecode(path)}: unexpected {kind.decode()} in the tree")
+                os.mkdir(path, dir_fd=target_fd)   # a submodule: an empty directory, as git archive has it
+                made.add(path)
+            elif mode == b"120000":
+                symlinks.append(entry)
+            else:
+                if path.endswith(b".py"):
+                    self.python_dirs.add(parent)
+                files.append((key(blob, mode == b"100755"), entry))
+        parts = [files[n::LINK_THREADS] for n in range(LINK_THREADS)]
+        results = [None] * len(parts)
+        threads = [threading.Thread(target=self._link_part, args=(part, results, n)) for n, part in enumerate(parts)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        missing = {}
+        for linked, absent, error in results:
+            if error is not None:
+                raise error
+            self.linked += linked
+            for name, entry in absent:
+                missing.setdefault(name, (entry, []))[1].append(entry.path)
+        return missing, symlinks
+
+    def _link_part(self, files, results, slot):
+        """Link files ([(store key, entry)]) that the store has: results[slot]
+        = (how many, [(key, entry)] of those it lacks, an error or None)."""
+        store_fd, target_fd, link = self.store_fd, self.target_fd, os.link
+        linked, absent = 0, []
+        try:
+            for name, entry in files:
+                try:
+                    link(name, entry.path, src_dir_fd=store_fd, dst_dir_fd=target_fd)
+                    linked += 1
+                except FileNotFoundError:   # not in the store yet
+                    absent.append((name, entry))
+                except OSError as error:
+                    if error.errno != errno.EMLINK:
+                        raise
+                    link_or_copy(name, entry.path, src_dir_fd=store_fd, dst_dir_fd=target_fd)
+                    linked += 1
+        except Exception as error:
+            results[slot] = (linked, absent, error)
+            return
+        results[slot] = (linked, absent, None)
+
+    def fetch(self, missing, symlinks):
+        """Store what was missing and link it; make the symlinks."""
+        wanted = [entry for entry, _paths in missing.values()] + symlinks
+        if not wanted:
+            return
+        new_bytes = sum(entry.size for entry in wanted)
+        progress = Progress(self.say, len(missing), new_bytes)
+        with CatFile(self.git_dir, [entry.blob for entry in wanted]) as objects:
+            for entry in wanted:
+                chunks = objects.read(entry.blob)
+                if entry.symlink:
+                    os.symlink(b"".join(chunks), entry.path, dir_fd=self.target_fd)
+                    self.linked += 1
+                    continue
+                name = self.store.key(entry.blob, entry.executable)
+                self.store.add(name, entry.executable, chunks, self.on_point)
+                self.written += 1
+                self.written_bytes += entry.size
+                for path in missing[name][1]:
+                    link_or_copy(name, path, src_dir_fd=self.store_fd, dst_dir_fd=self.target_fd)
+                progress.advance(entry.size)
+
+
+class Progress:
+    """A line about every PROGRESS_EVERY seconds while content is written."""
+
+    def __init__(self, say, files, size):
+        self.say, self.files, self.size = say, files, size
+        self.done = self.done_bytes = 0
+        self.started = self.last = time.monotonic()
+
+    def advance(self, size):
+        self.done += 1
+        self.done_bytes += size
+        now = time.monotonic()
+        if now - self.last >= PROGRESS_EVERY and self.done < self.files:
+            self.last = now
+            self.say(f"stored {self.done:,} of {self.files:,} new files, {self.done_bytes / MIB:,.1f} of "
+                     f"{self.size / MIB:,.1f} MiB ({now - self.started:.0f} s)")
+
+
+class CatFile:
+    """One `git cat-file --batch`: the blobs asked for, in that order (a
+    thread writes the requests while they are read)."""
+
+    def __init__(self, git_dir, blobs):
+        self.process = subprocess.Popen(["git", "--git-dir", git_dir, "cat-file", "--batch"],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.writer = threading.Thread(target=self._request, args=(blobs,), daemon=True)
+        self.writer.start()
+
+    def _request(self, blobs):
+        try:
+            for blob in blobs:
+                self.process.stdin.write(blob.encode() + b"\n")
+            self.process.stdin.close()
+        except (BrokenPipeError, ValueError):
+            pass    # git ended (or the reader gave up): the reader says why
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.process.stdout.close()
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self.writer.join()
+        self.process.stderr.close()
+
+    def read(self, blob):
+        """The blob's content, as chunks: every one must be consumed before the next read."""
+        header = self.process.stdout.readline().split()
+        if len(header) != 3 or header[0].decode() != blob or header[1] != b"blob":
+            raise DeployError(f"git cat-file: no blob {blob} ({b' '.join(header).decode(errors='replace')})")
+        return self._chunks(int(header[2]))
+
+    def _chunks(self, size):
+        left = size
+        while left:
+            chunk = self.process.stdout.read(min(left, CHUNK))
+            if not chunk:
+                raise DeployError("git cat-file: output ended within a blob")
+            left -= len(chunk)
+            yield chunk
+        self.process.stdout.read(1)    # the newline after the content
 
 
 def inside(root, path, what):

@@ -6,22 +6,27 @@ whatever N, the live version, the previous one (the rollback target), any
 version with a vassal ini and the version a running deploy works on. Remove
 the rest, failed deploys (checked out, never logged) first of all, with their
 logs and stale sockets, plus half checkouts and the logs and sockets of
-versions whose directory is gone. Then, across apps, the dependency
+versions whose directory is gone, and the content of the app's store that
+no version left on disk uses (store.py). It says how many bytes that frees
+on disk (st_blocks: content still shared by a kept version is not counted,
+and counts when its last user goes). Then, across apps, the dependency
 environments in ~/venvs that no version left on disk uses.
 
 A real run holds the app's deploy lock while it removes (a push waits for
 it); when a deploy holds the lock, that deploy's version and every half
 checkout of the app are left alone."""
+import collections
 import contextlib
 import os
 import shutil
 import sys
 
-from . import DeployError
+from . import DeployError, background
 from .inventory import AppState, hidden_work_files, log_files, selected_apps, socket_files
 from .links import remove_if_exists
 from .lock import DeployLock, Holder, holder_of
 from .settings import load
+from .store import BLOCK, ContentStore, collect, link_counts, own_bytes, tree_inodes
 from .venvs import clean_environments
 
 
@@ -61,6 +66,9 @@ class Cleanup:
     def __init__(self, app, keep, holder, dry_run, out):
         self.app, self.keep, self.dry_run, self.out = app, keep, dry_run, out
         self.state = AppState(app, holder)
+        self.store = ContentStore(app.store_dir)
+        self.freed_own = 0                       # bytes of removed versions' own files, and logs
+        self.leaving_links = collections.Counter()   # links the removed versions hold into the store
 
     def say(self, text):
         self.out.write(text + "\n")
@@ -107,7 +115,24 @@ class Cleanup:
         self.remove_orphans(on_disk)
         if not state.deploy_running:
             self.remove_half_checkouts()
+        self.collect_store()
         return self.removing
+
+    def collect_store(self):
+        """The store's content no version uses any more, and what all was freed.
+        While a deploy runs, content it has just stored may not be linked
+        yet: the store is then left alone."""
+        files = in_store = 0
+        if self.state.deploy_running:
+            if os.path.isdir(self.store.root):
+                self.say(f"kept {os.path.basename(self.store.root)} as it is: {self.state.holder} is running")
+        else:
+            files, in_store = collect(self.store, self.dry_run, self.leaving_links)
+        if self.dry_run or not (self.freed_own or in_store):
+            return
+        self.say(f"freed {self.freed_own + in_store:,} bytes on disk: {self.freed_own:,} in the removed "
+                 f"{self.app.name}-<rev> directories and their logs, {in_store:,} in {files:,} files of "
+                 f"{os.path.basename(self.store.root)} no version left uses")
 
     def act(self, text):
         self.say(("would remove " if self.dry_run else "removed ") + text)
@@ -115,7 +140,10 @@ class Cleanup:
 
     def remove(self, version, why):
         self.removing.add(version)
+        inodes = tree_inodes(version.workdir)
+        self.freed_own += own_bytes(inodes) + sum(file_bytes(path) for path in self.log_paths(version))
         if not self.act(f"{version.name}: {why}"):
+            self.leaving_links.update(link_counts(inodes))
             return
         # renamed first, so it disappears at once and a crash halfway leaves
         # a half checkout the next run removes
@@ -137,10 +165,14 @@ class Cleanup:
         """version's runs that left files, and the version itself."""
         return [version] + [run for run in self.runs_with_files().values() if run == version and run.run]
 
+    def log_paths(self, version):
+        return [path for run in self.runs(version) for path in (run.log, run.log_backup)]
+
     def remove_files(self, version):
         for run in self.runs(version):
             remove_if_exists(run.log)
             remove_if_exists(run.log_backup)
+            background.remove_run_files(self.app.settings, run)   # its processes' logs
             if not os.path.exists(run.vassal_ini):
                 remove_if_exists(run.socket)
                 remove_if_exists(run.stats_socket)
@@ -164,3 +196,15 @@ class Cleanup:
             elif entry.endswith(".tar") and os.path.isfile(path):
                 if self.act(f"{entry}: archive left by an interrupted deploy"):
                     os.unlink(path)
+        for path in self.store.temporaries():
+            if self.act(f"{os.path.relpath(path, self.app.settings.home)}: content an interrupted deploy "
+                        "was storing"):
+                shutil.rmtree(path)
+
+
+def file_bytes(path):
+    """Bytes path takes on disk, 0 when it is not there."""
+    try:
+        return os.lstat(path).st_blocks * BLOCK
+    except FileNotFoundError:
+        return 0

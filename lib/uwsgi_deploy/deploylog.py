@@ -1,6 +1,6 @@
 """~/deploy.log: one line per successful deploy, oldest first.
 
-    APP-<rev> YYYY-MM-DD HH:MM:SS commit=<sha|-> via=<what deployed it> seconds=<s> previous=<APP-rev|-> [unfinished=<stages>]
+    APP-<rev> YYYY-MM-DD HH:MM:SS commit=<sha|-> via=<what deployed it> seconds=<s> previous=<APP-rev|-> [unfinished=<stages>] [key=<name>]
 
 The first two fields say what went live and when; the rest are key=value
 fields a script can parse. `via` is push, deploy-version, rollback
@@ -10,7 +10,8 @@ post-switch watch refused is not logged. `unfinished` (retire, link, comma
 separated) names what failed after the version went live: the deploy
 succeeded, and the next deploy finishes it. Each line is written with one
 write(2) on an O_APPEND descriptor, so lines of deploys running at the same
-time never interleave."""
+time never interleave. `key` names the scoped key (deploy-keys) the deploy
+was asked for with; there is none for an unscoped key or a local command."""
 import datetime
 import os
 from dataclasses import dataclass, field
@@ -42,6 +43,10 @@ class LogEntry:
     @property
     def via(self):
         return self.fields.get("via", "push")
+
+    @property
+    def key(self):
+        return self.fields.get("key")
 
     @property
     def previous(self):
@@ -76,11 +81,13 @@ def read_log(path, app=None):
     return [e for e in entries if e and (app is None or e.app == app)]
 
 
-def append_entry(path, version, commit, via, seconds, previous, unfinished=()):
+def append_entry(path, version, commit, via, seconds, previous, unfinished=(), key=None):
     fields = {"commit": commit or "-", "via": via, "seconds": f"{seconds:.1f}",
               "previous": previous.name if previous else "-"}
     if unfinished:
         fields["unfinished"] = ",".join(unfinished)
+    if key:
+        fields["key"] = key
     entry = LogEntry(version.name, datetime.datetime.now().replace(microsecond=0), fields)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:

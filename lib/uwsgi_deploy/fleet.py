@@ -21,7 +21,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
-from . import DeployError
+from . import DeployError, controller
 from .layout import FLEET_INVENTORY_SUFFIX, App
 from .lock import LOCK_HANDOVER_TIMEOUT, DeployLock
 from .paths import share
@@ -118,8 +118,10 @@ class FleetStatus:
         return next(iter(versions)) if len(versions) == 1 and not self.unanswered else None
 
     def verdict(self):
+        if not self.hosts:
+            return "no hosts"
         if not self.split:
-            return f"every host serves {self.live or 'nothing'}" if self.hosts else "no hosts"
+            return f"every host serves {self.live or 'nothing'}"
         parts = [f"{version or 'nothing'} on {', '.join(hosts)}" for version, hosts in self.versions.items()]
         parts += [f"{h.host} did not answer" for h in self.unanswered]
         return "SPLIT: the hosts disagree: " + "; ".join(parts)
@@ -243,6 +245,8 @@ def status(app_name=None, as_json=False, environ=None, out=None):
     environ = os.environ if environ is None else environ
     out = out or sys.stdout
     settings = load(environ)
+    if controller.configured(settings):      # the fleet key is the controller's: it asks the hosts
+        return controller.relay_status(settings, app_name, as_json)
     results = [collect_status(app, environ, settings.home) for app in fleet_apps(settings, app_name)]
     if as_json:
         out.write(json.dumps({"fleets": [r.as_dict() for r in results]}, indent=2) + "\n")

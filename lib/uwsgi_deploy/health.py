@@ -72,13 +72,16 @@ def busy_summary(version):
     return f"{busy} of {len(workers)} workers busy, {stats.get('listen_queue', 0)} queued"
 
 
-def watch_health(settings, version, seconds, say=None, traffic=None):
+def watch_health(settings, version, seconds, say=None, traffic=None, also=None):
     """Watch version for `seconds` after the switch; raise DeployError naming
     what broke. A /ping still waiting when the window closes is waited for
     (a busy version answers late), up to DEPLOY_PROBE_TIMEOUT after it was sent.
     traffic (a traffic.TrafficWatch), when given, is polled at each look (it
     raises when the version's requests are clearly worse) and may keep the
-    window open while it has too few requests to judge."""
+    window open while it has too few requests to judge.
+    also(window_closing): a look at the version's background processes
+    (background.watch_check): raises when one died; the window stays open
+    until it returns true."""
     path, timeout = settings.ping_path, settings.probe_timeout
     first = Processes.look(settings, version)
     window_end = time.monotonic() + seconds
@@ -92,11 +95,15 @@ def watch_health(settings, version, seconds, say=None, traffic=None):
             first = first.filled_from(now)
             if traffic is not None:
                 traffic.poll()
+            settled = also is None or also(window_closing=time.monotonic() >= window_end)
             if ping is None:
                 if time.monotonic() >= window_end:
                     more = traffic.wants_more() if traffic is not None else ""
-                    if not more:
+                    if not more and settled:
                         return
+                    if not more:
+                        time.sleep(LOOK_INTERVAL)   # the window is over: only the processes are awaited
+                        continue
                     if say and not extended:
                         extended = True
                         say(f"{more}: watching up to {settings.watch_max:g} s (DEPLOY_WATCH_MAX)")

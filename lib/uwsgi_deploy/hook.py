@@ -4,7 +4,7 @@ branch that deploys nothing, refuse deleting a deploy branch. On a fleet's
 primary (~/APP.inventory exists) the deploy is a fleet deploy (fleet.py)."""
 import os
 
-from . import DeployError
+from . import DeployError, controller
 from .canary import canary_seconds, push_options
 from .checkout import ZERO_COMMIT, branch_names, deploy_branch_refs, git
 from .layout import FLEET_REF, app_from_repo_dir
@@ -101,6 +101,11 @@ def pre_receive(lines, environ, on_stage=None):
             report.stage(f"nothing to deploy: {branch_names(deploy_refs)} was not pushed")
         return
     deploy_ref, old, commit = update
+    if app.has_fleet and controller.configured(settings):    # the fleet key is the controller's
+        controller.request_deploy(settings, app, git_dir, commit, environ, report,
+                                  precondition=ref_unchanged(git_dir, deploy_ref, old),
+                                  hold_lock_until=lambda: ref_value(git_dir, deploy_ref) != old)
+        return
     if app.has_fleet:
         from .fleet import fleet_deploy   # only a fleet's primary pays for its import
         fleet_deploy(settings, app, git_dir, commit, environ, report,

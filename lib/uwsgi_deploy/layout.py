@@ -32,7 +32,8 @@ PREPARED_SUFFIX = ".prepared"   # ~/run/APP-<rev>.prepared: a candidate waiting 
 # Where a fleet deploy pushes the commit on every host: a ref that is not a
 # branch, so the host's hook stores it and deploys nothing.
 FLEET_REF = "refs/fleet/candidate"
-FLEET_INVENTORY_SUFFIX = ".inventory"   # ~/APP.inventory, on a fleet's primary
+FLEET_INVENTORY_SUFFIX = ".inventory"
+STORE_SUFFIX = ".store"   # ~/APP.store, the app's content store (store.py)   # ~/APP.inventory, on a fleet's primary
 # Entries of the deploy home that are not apps: the settings' directories and
 # files under DEPLOY_HOME, what `make install` puts there (Makefile BINDIR,
 # LIBDIR, SHAREDIR), git-shell's command directory and the dependency
@@ -183,6 +184,12 @@ class App:
     def home_link(self):
         """~/APP -> APP-<rev>: the live version's directory."""
         return os.path.join(self.settings.home, self.name)
+
+    @property
+    def store_dir(self):
+        """~/APP.store: the content of every file the app's versions check
+        out, once, that their files are hard links to (store.py)."""
+        return os.path.join(self.settings.home, self.name + STORE_SUFFIX)
 
     @property
     def live_socket(self):

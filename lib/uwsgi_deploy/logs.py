@@ -171,14 +171,21 @@ class Follower:
             time.sleep(poll)
 
 
-def logs(app_name, prefix=None, lines=DEFAULT_LINES, follow=False, environ=None, out=None, raw=False):
-    """deploy-logs APP [REV] [-n N] [-f] [--raw]."""
+def logs(app_name, prefix=None, lines=DEFAULT_LINES, follow=False, environ=None, out=None, raw=False,
+         process=None):
+    """deploy-logs APP [REV] [-n N] [-f] [--raw] [--process TYPE|all]."""
     out = out or sys.stdout.buffer
     if lines < 0:
         raise DeployError(f"-n must be 0 or more, not {lines}")
     settings = load(os.environ if environ is None else environ)
     [app] = selected_apps(settings, app_name)
     run, path = log_of(app, prefix)
+    if process is not None:
+        if follow:
+            raise DeployError("--process shows a tail; -f follows the uWSGI log only")
+        from .background import entries_of, process_logs
+        from .checkout import deploy_dir
+        return process_logs(settings, run.run_name, entries_of(deploy_dir(run.workdir)), process, lines, out, raw)
     stream = open_log(path)
     shown = Shown(raw)
     try:

@@ -28,6 +28,7 @@ from . import canary as canaries
 from .candidate import Candidate
 from .candidates import write_record
 from .checkout import clean_environ
+from .gate import key_of
 from .inventory import History
 from .links import remove_if_exists
 from .lock import LOCK_HANDOVER_TIMEOUT, DeployLock
@@ -55,8 +56,9 @@ class Deploy:
     a version already on disk. With restart, the version live when the lock
     is taken starts again as its next run (a configuration change), without
     setup. on_stage(point), when given, is called as each stage begins (with
-    its name) and at a few points within one ("venv-install", "venv-rename"
-    in the environment's build, "log" before deploy.log is written): fault
+    its name) and at a few points within one ("store-write" within each
+    write of new content to the store, "venv-install", "venv-rename" in the
+    environment's build, "log" before deploy.log is written): fault
     tests pause, kill or fail a deploy there; whatever it raises fails the
     stage like any error.
 
@@ -71,6 +73,7 @@ class Deploy:
         self.request = Request(settings, version.app, via, source,
                                clean_environ(os.environ if environ is None else environ),
                                run_setup and not restart, restart)
+        key_of(self.request.environ)   # a DEPLOY_KEY deploy.log could not record refuses it now, not after the switch
         self.precondition, self.on_refused, self.hold_lock_until = precondition, on_refused, hold_lock_until
         self.stages = Stages(reporter or Reporter(), on_stage)
         self.report, self.progress = self.stages.report, self.stages.progress

@@ -1,6 +1,7 @@
 """Cleaning up after a deploy that died (SIGKILL, a lost client, a crash).
 
-A deploy only ever adds: a hidden checkout, a hidden ini, a candidate vassal
+A deploy only ever adds: a hidden checkout, content being written to the
+app's store (store.py), a hidden ini, a candidate vassal
 (and its record, when it was only prepared), a temporary symlink. Until the
 switch none of them is live; after it, the old vassal is merely not retired
 yet. So whatever a dead deploy left, removing every vassal that is not live
@@ -10,12 +11,13 @@ resurrects a stale candidate."""
 import os
 import shutil
 
-from . import DeployError, maintenance
+from . import DeployError, background, maintenance
 from .canary import follow as follow_canary_link
 from .inventory import apps_on_disk, hidden_work_files, prepared_records, socket_files
 from .layout import App
 from .links import remove_if_exists
 from .lock import DeployLock
+from .store import ContentStore, remove_temporaries
 from .vassal import remove_vassal, wait_drained
 
 
@@ -42,8 +44,10 @@ def sweep_app(settings, app, say=None, emperor_running=True):
                     remove_vassal(settings, stale, settings.drain_timeout, kill_after=settings.drain_timeout)
                 else:
                     remove_if_exists(path)
+    background.sweep(settings, app, live_run, say, emperor_running)
     for path in hidden_work_files(app, settings.home):     # half checkouts
         shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else remove_if_exists(path)
+    remove_temporaries(ContentStore(app.store_dir))       # content being written to the store
     for directory, pattern in app.temporary_links():     # ~/APP.<pid>.new, ~/run/APP.socket.<pid>.new
         for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
             if pattern.match(name):

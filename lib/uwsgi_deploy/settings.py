@@ -77,8 +77,17 @@ SETTINGS = (
     Setting("keep", "4", int, "versions deploy-cleanup keeps by default"),
     Setting("push_max_mb", "500", int,
             "largest push git accepts, in MiB (receive.maxInputSize, set by deploy-init; 0: no limit)"),
+    Setting("checkout_max_mb", "2048", int,
+            "largest checkout, in MiB: the sum of the pushed tree's file sizes, refused before anything is "
+            "written (0: no limit)"),
     Setting("fleet_batch", "", str,
             "on a fleet's primary: hosts committed at a time, a number or a percentage (empty: all at once)"),
+    Setting("stop_timeout", "30", float,
+            "seconds a retiring version's workers, clock and cron jobs get after SIGTERM to finish, "
+            "before SIGKILL"),
+    Setting("singletons", "yes", str,
+            "yes: this host runs the apps' clock and cron processes; no: only their workers "
+            "(in a fleet, yes on one host)"),
     Setting("vassal_log_max_mb", "20", int,
             "a version's uWSGI log is kept under this size in MiB: a bigger one becomes the one old copy"
             " (0: no cap)"),
@@ -88,9 +97,9 @@ SETTINGS = (
 )
 BY_VARIABLE = {s.variable: s for s in SETTINGS}
 NOT_PATHS = {s.name for s in SETTINGS if s.kind is not str} | {"branch", "ping_path", "probe_via", "venv_installer",
-                                                               "fleet_batch", "ini_allow"}
+                                                               "fleet_batch", "ini_allow", "singletons"}
 FLEET_BATCH = re.compile(r"([1-9][0-9]*%?)?\Z")
-CHOICES = {"probe_via": ("http", "socket"), "venv_installer": ("uv", "pip")}
+CHOICES = {"probe_via": ("http", "socket"), "venv_installer": ("uv", "pip"), "singletons": ("yes", "no")}
 
 
 class Settings:

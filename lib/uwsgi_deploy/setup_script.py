@@ -5,12 +5,14 @@ import collections
 import ctypes
 import os
 import select
+import shutil
 import signal
 import stat
 import subprocess
 import time
 
 from . import DeployError, FailedWithOutput
+from .layout import hidden_temporary
 from .waiting import wait_until
 
 TAIL_LINES = 20
@@ -29,10 +31,16 @@ def _prctl(option, value):
 
 def make_executable(path):
     """A setup without its x bit (committed from a system without file
-    modes, say) is made executable rather than refused."""
+    modes, say) is made executable rather than refused: as a copy renamed
+    over it, since the file is a link to content other versions share
+    (store.py) whose mode must not change."""
     mode = os.stat(path).st_mode
-    if not mode & stat.S_IXUSR:
-        os.chmod(path, mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    if mode & stat.S_IXUSR:
+        return
+    temporary = hidden_temporary(path, os.getpid())
+    shutil.copyfile(path, temporary)
+    os.chmod(temporary, stat.S_IMODE(mode) | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    os.rename(temporary, path)
 
 
 def _die_with_parent():

@@ -17,13 +17,18 @@ from .links import switch_symlink
 DIRECTORY = "git-shell-commands"
 HELP = "help"
 HELP_TOOL = "deploy-commands"   # what `help` runs: prints COMMANDS
+# the forced command of a scoped key (deploy-keys): git-shell runs a forced
+# command too, so it must be here; it is not listed in `help`
+GATE = "deploy-gate"
 
 # name, usage, what it does: one line each in `help`
 COMMANDS = (
     ("deploy-status", "[APP] [--json] [--fleet]",
      "what runs: live version, /ping, versions, deploys; --fleet: on each host"),
     ("deploy-version", "--previous APP | APP REV", "roll back; --prepare/--commit/--abort: a fleet's phases"),
-    ("deploy-logs", "APP [REV] [-n N] [-f] [--raw]", "the tail of the live (or REV's) uWSGI log; -f follows deploys"),
+    ("deploy-logs", "APP [REV] [-n N] [-f] [--raw] [--process TYPE|all]",
+     "the tail of the live (or REV's) uWSGI log, or of its Procfile processes; -f follows deploys"),
+    ("deploy-scale", "APP [TYPE=COUNT ...]", "how many of each Procfile worker run on this host"),
     ("deploy-config", "APP [set NAME | unset NAME]", "the app's variable names; set reads the value from stdin"),
     ("deploy-cleanup", "[N] [--dry-run] [--app APP]", "remove all but the N latest versions of each app"),
     ("deploy-run", "APP -- CMD [ARGS...]", "run a one-off command as the live version would"),
@@ -44,6 +49,7 @@ def wanted_links(bin_dir):
     """{entry in ~/git-shell-commands: the installed tool it runs}."""
     links = {name: os.path.join(bin_dir, name) for name, _, _ in COMMANDS}
     links[HELP] = os.path.join(bin_dir, HELP_TOOL)
+    links[GATE] = os.path.join(bin_dir, GATE)
     return links
 
 

@@ -1,12 +1,14 @@
 """deploy-status: per app, the live version and since when, whether it
 answers its ping, the versions on disk (live, previous, failed, deploying)
-with the dependency environment each links, and the last deploys. The facts
-come from inventory.py, as deploy-cleanup's do."""
+with the disk each uses alone and the dependency environment each links,
+the app's total on disk, and the last deploys. The facts come from
+inventory.py and store.py, as deploy-cleanup's do."""
 import json
 import os
 import sys
 import time
 
+from . import background
 from .deploylog import TIME_FORMAT
 from .inventory import AppState, selected_apps
 from .canary import read_record as canary_record
@@ -14,6 +16,7 @@ from .layout import App
 from .maintenance import state as maintenance_state
 from .probe import probe_once
 from .settings import load
+from .store import ContentStore, usage
 from .venv_key import KEY_LENGTH
 from .venvs import version_environment
 
@@ -40,6 +43,8 @@ def app_facts(app, settings):
     """The facts `deploy-status --json` prints for one app."""
     state = AppState(app)
     went_live = state.history.went_live(state.live) if state.live else None
+    versions = state.newest_first()
+    alone, total = usage(ContentStore(app.store_dir), [v.workdir for v in versions])
     ping = probe_once("unix:" + app.live_socket, settings.ping_path, timeout=PING_TIMEOUT) if state.live else None
     return {
         "name": app.name,
@@ -49,12 +54,16 @@ def app_facts(app, settings):
         "ping_seen": ping.seen if ping else None,
         "versions": [{"name": v.name, "marks": state.marks(v), "last_deployed": _time(state.last_deployed(v)),
                       "venv": version_environment(settings, v.workdir)}
-                     for v in state.newest_first()],
+                     for v in versions],
+        # bytes on disk (st_blocks): each version's alone (what removing it
+        # would free), and the versions and their store's, each file once
+        "disk": {"total": total, "alone": {v.name: alone[v.workdir] for v in versions}},
         "recent": [{"version": e.name, "time": _time(e.time), "via": e.via, "commit": e.commit}
                    for e in reversed(state.history.entries[-RECENT:])],
         "deploying": state.deploying.name if state.deploy_running and state.deploying else None,
         "maintenance": maintenance_state(app),
         "canary": canary_state(app),
+        "processes": background.process_facts(settings, state.live) if state.live else None,
     }
 
 
@@ -78,6 +87,7 @@ def render_text(facts, settings):
         ran = time.time() - canary["since"]
         lines.append(f"  canary    {canary['version']}: {ran:.0f} of {canary['seconds']:g} s, {canary['share']}% of "
                      f"clients (deploy-version --abort {facts['name']} {canary['rev']} ends it)")
+    lines += background.render_processes(facts.get("processes"))
     if facts["deploying"]:
         lines.append(f"  deploying {facts['deploying']}")
     rows = facts["versions"]
@@ -88,13 +98,24 @@ def render_text(facts, settings):
         label = "  on disk   " if index == 0 else " " * 12
         deployed = row["last_deployed"] or "never deployed".ljust(19)
         venv = f"venv {row['venv'] or '-'.ljust(KEY_LENGTH)}  " if with_venvs else ""
-        lines.append(f"{label}{row['name']}  {deployed}  {venv}{', '.join(row['marks'])}".rstrip())
+        alone = size_text(facts["disk"]["alone"][row["name"]]).rjust(9)
+        lines.append(f"{label}{alone} alone  {row['name']}  {deployed}  {venv}{', '.join(row['marks'])}".rstrip())
+    if rows:
+        lines.append(f"  disk      {size_text(facts['disk']['total'])} in all (its versions, and {facts['name']}.store "
+                     "for the files they share)")
     if not facts["recent"]:
         lines.append("  deploys   none in deploy.log")
     for index, entry in enumerate(facts["recent"]):
         label = "  deploys   " if index == 0 else " " * 12
         lines.append(f"{label}{entry['time']}  {entry['version']}  {entry['via']}")
     return "\n".join(lines) + "\n"
+
+
+def size_text(size):
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} B"
 
 
 def status(app_name=None, as_json=False, environ=None, out=None):

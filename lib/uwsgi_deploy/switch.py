@@ -6,8 +6,9 @@ happens there, so a failure is a warning and the deploy.log line names what
 was left undone; the push succeeds."""
 import time
 
-from . import error_line
+from . import background, error_line
 from .deploylog import append_entry, known_commit
+from .gate import key_of
 from .canary import follow as follow_canary_link
 from .health import watch_health
 from .links import remove_if_exists, switch_symlink
@@ -42,14 +43,17 @@ class Switch:
         """For DEPLOY_WATCH seconds after the switch, the old version still
         running, judge the new one's health (see health.py) and its traffic
         against the old one's (traffic.py): a busy version passes, a broken
-        or clearly worse one is switched back."""
+        or clearly worse one is switched back. The new version's Procfile
+        processes start first: a worker or clock dying is a broken version."""
+        background.go_live(self.settings, self.version, self.report.say)
         if self.settings.watch <= 0:
             return
         with self.stages.stage("watch", f"Watching {self.version.run_name} for {self.settings.watch:g} s"):
             traffic = (None if self.app.in_maintenance else   # then no request reaches it
                        TrafficWatch(self.settings, self.version, self.target.previous, self.live_since,
                                     self.report.say))
-            watch_health(self.settings, self.version, self.settings.watch, self.report.say, traffic)
+            watch_health(self.settings, self.version, self.settings.watch, self.report.say, traffic,
+                         also=background.watch_check(self.settings, self.version, self.report.say))
             if traffic:
                 traffic.finish()
 
@@ -66,6 +70,7 @@ class Switch:
         else:
             remove_if_exists(self.app.version_link)
         follow_canary_link(self.app)
+        background.stop(self.settings, self.version, self.report.say)   # the previous run's take over
 
     def retire_served(self, version):
         """Remove a version that took traffic, once its queue is empty and no
@@ -82,6 +87,7 @@ class Switch:
         if previous is None or previous.run_name == self.version.run_name:
             return
         with self.stages.stage("retire", f"Retiring {previous.run_name}"):
+            background.stop(self.settings, previous, self.report.say)   # SIGTERM, DEPLOY_STOP_TIMEOUT to finish
             self.retire_served(previous)
 
     def finish(self):
@@ -115,7 +121,8 @@ class Switch:
             source = self.request.source
             commit = source.commit if source else known_commit(self.settings.log_file, self.version)
             append_entry(self.settings.log_file, self.version, commit, self.request.via,
-                         self.stages.elapsed(), self.target.logged_previous, unfinished)
+                         self.stages.elapsed(), self.target.logged_previous, unfinished,
+                         key=key_of(self.request.environ))
         except Exception as error:
             self.report.warn(f"log: {self.settings.log_file} does not record that {self.version.run_name} "
                              f"went live ({error_line(error)})")

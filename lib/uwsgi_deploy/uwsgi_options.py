@@ -65,9 +65,8 @@ ALLOWED_GROUPS = (
         static-map static-map2 check-static static-check static-index static-skip-ext
         static-expires static-expires-type static-expires-uri static-gzip static-gzip-all"""),
     ("request logging", """
-        disable-logging memory-report log-4xx log-5xx log-slow log-big log-zero log-ioerror
-        log-x-forwarded-for log-micros log-date logformat log-format
-        logformat-strftime log-format-strftime"""),
+        memory-report log-4xx log-5xx log-slow log-big log-zero log-ioerror
+        log-x-forwarded-for log-micros"""),
 )
 ALLOWED = frozenset(name for _, names in ALLOWED_GROUPS for name in names.split())
 # Options whose value is checked too: plugins are loaded by name, never from a path.
@@ -87,11 +86,12 @@ PLACEHOLDER = re.compile(r"%\(([^)]*)\)")
 # What the allow-list refuses, by kind, so that a refusal says why. Options
 # on none of these lists are refused as "not on the allow-list".
 # Options that set what the deployer sets: where the vassal listens, logs,
-# reports and runs.
+# reports and runs, and how it logs requests (the watch reads them: traffic.py).
 OWNED = frozenset("""
     socket uwsgi-socket http-socket protocol socket-protocol
     stats stats-server stats-http logto logto2 log-maxsize log-backupname
     chdir chdir2 daemonize daemonize2 pidfile pidfile2 safe-pidfile safe-pidfile2
+    disable-logging logformat log-format logformat-strftime log-format-strftime log-date
 """.split())
 
 # Every option of uWSGI 2.0.21's option table (core and the plugins Debian

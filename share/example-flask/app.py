@@ -1,17 +1,15 @@
 """The Flask + SQLAlchemy example: counts its visits in SQLite, and /ping
-answers 200 only when the database does (the deployer's health check)."""
+answers 200 only when the database does (the deployer's health check).
+Each visit also queues a job for the worker (worker.py); a cron job
+(report.py) writes a report each minute (see the Procfile)."""
 import os
 
 from flask import Flask
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
-# Outside the version's directory, so the data outlives each deploy.
-DATABASE_URL = os.environ.get("DATABASE_URL", "sqlite:////tmp/example-flask.sqlite3")
+from jobqueue import connect
 
-engine = create_engine(DATABASE_URL, connect_args={"timeout": 10})
-with engine.begin() as connection:
-    # IF NOT EXISTS: the old and the new version may start at the same time
-    connection.execute(text("CREATE TABLE IF NOT EXISTS visits (id INTEGER PRIMARY KEY, at TEXT)"))
+engine = connect()
 # uWSGI forks its workers after this import: no connection may cross the fork
 engine.dispose()
 
@@ -28,7 +26,11 @@ def ping():
 @app.get("/")
 def hello():
     with engine.begin() as connection:
-        connection.execute(text("INSERT INTO visits (at) VALUES (datetime('now'))"))
+        visit = connection.execute(text("INSERT INTO visits (at) VALUES (datetime('now'))")).lastrowid
+        connection.execute(text("INSERT INTO jobs (visit) VALUES (:visit)"), {"visit": visit})
         count = connection.execute(text("SELECT count(*) FROM visits")).scalar_one()
+        done = connection.execute(text("SELECT count(*) FROM jobs WHERE state = 'done'")).scalar_one()
+        report = connection.execute(text("SELECT at FROM reports ORDER BY id DESC LIMIT 1")).scalar()
     greeting = os.environ.get("GREETING", "Hello")
-    return f"{greeting} from Flask; visit number {count}\n"
+    return (f"{greeting} from Flask; visit number {count}; the worker has done {done} jobs; "
+            f"last cron report: {report or 'none yet'}\n")

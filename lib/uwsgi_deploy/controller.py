@@ -1,0 +1,119 @@
+"""The fleet controller: a second account on a fleet's primary that holds the
+fleet key, so that nothing running as the deploy account (every app, every
+setup, nginx's workers) can read it.
+
+The deploy account asks the controller for what needs the key, over ssh to
+the primary itself, with a key of its own (~/.ssh/uwsgi-deploy-controller)
+that the controller's authorized_keys scopes to the `controller` role
+(gate.py): a git push into the controller's copy of the app's repository
+(~CONTROLLER/APP.git), `deploy-fleet APP COMMIT` and `deploy-status --fleet
+APP`. No sudo, no setuid: sshd switches the user. install.yml sets it up:
+the account, the key pair, ~/.ssh/uwsgi-deploy-controller.config (how to
+reach it: host, port, user, key, its host key).
+
+On the primary's deploy account (the pre-receive hook): request_deploy
+pushes the commit to the controller, asks it to deploy, relays its lines,
+and refuses the push with the controller's reason. On the controller:
+deploy runs the fleet deploy (fleet.fleet_deploy) from its own copy."""
+import os
+import re
+import subprocess
+import sys
+
+from . import DeployError
+from .layout import FLEET_REF, App
+from .lock import LOCK_HANDOVER_TIMEOUT, DeployLock
+from .settings import load
+
+HOST = "uwsgi-deploy-controller"      # the Host entry of the ssh config install.yml writes
+CONFIG = os.path.join(".ssh", HOST + ".config")
+TOOL = "deploy-fleet"
+COMMIT = re.compile(r"[0-9a-f]{40}\Z")
+
+
+def config_file(settings):
+    return os.path.join(settings.home, CONFIG)
+
+
+def configured(settings):
+    """This deploy account reaches a controller (install.yml wrote its ssh config)."""
+    return os.path.exists(config_file(settings))
+
+
+def ssh_argv(settings, *command):
+    return ["ssh", "-F", config_file(settings), HOST, *command]
+
+
+def relay(argv, environ, report, cwd):
+    """Run argv (an ssh to the controller), each output line to the pusher
+    except the tool's own one-line error, which is returned as the reason.
+    Its own session: a pusher who hangs up does not stop it half way."""
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               env=environ, cwd=cwd, start_new_session=True, text=True, errors="replace")
+    reason = None
+    for line in process.stdout:
+        line = line.rstrip("\n")
+        if line.startswith(f"{TOOL}: "):
+            reason = line[len(TOOL) + 2:]
+        else:
+            report.line(line)
+    return process.wait(), reason
+
+
+def request_deploy(settings, app, git_dir, commit, environ, report, precondition=None, hold_lock_until=None):
+    """On the primary, in the pre-receive hook: the fleet deploy of commit,
+    run by the controller. Raises (the push is refused) unless it succeeded."""
+    from .fleet import hangup_ignored, playbook_environ
+    name = f"{app.name}-{commit[:12]}"
+    with DeployLock(app.fleet_lock_file, settings.lock_timeout, f"{name} (fleet push)", report.say,
+                    waiting="waiting for another fleet deploy to finish") as lock, hangup_ignored():
+        if precondition:
+            precondition()
+        repo = os.path.abspath(git_dir)
+        env = playbook_environ(environ, repo)     # the pushed objects: reachable through the hook's GIT_ paths
+        env["GIT_SSH_COMMAND"] = f"ssh -F {config_file(settings)}"
+        push = subprocess.run(["git", f"--git-dir={repo}", "push", "--quiet", "--force", f"{HOST}:{app.name}.git",
+                               f"{commit}:{FLEET_REF}"], env=env, cwd=settings.home, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=settings.lock_timeout)
+        if push.returncode != 0:
+            last = next((line for line in reversed(push.stderr.splitlines()) if line.strip()), "")
+            raise DeployError(f"fleet deploy of {name}: could not hand {commit[:12]} to the fleet controller: "
+                              f"{last.strip() or f'git push exited {push.returncode}'}")
+        # the primary's DEPLOY_FLEET_BATCH (its ~/deploy.conf) goes with the request
+        batch = ["--batch", settings.fleet_batch] if settings.fleet_batch else []
+        code, reason = relay(ssh_argv(settings, TOOL, app.name, commit, *batch), env, report, settings.home)
+        if code != 0:
+            raise DeployError(reason or f"fleet deploy of {name}: the fleet controller exited with status {code}")
+        if hold_lock_until:
+            lock.keep_until(hold_lock_until, LOCK_HANDOVER_TIMEOUT)
+
+
+def relay_status(settings, app_name, as_json):
+    """deploy-status --fleet on a primary with a controller: the controller's
+    answer, as it gives it (its exit status too)."""
+    argv = ssh_argv(settings, "deploy-status", "--fleet", *([app_name] if app_name else []),
+                    *(["--json"] if as_json else []))
+    sys.stdout.flush()
+    return subprocess.run(argv, stdin=subprocess.DEVNULL).returncode
+
+
+def deploy(app_name, commit, batch=None, environ=None):
+    """deploy-fleet APP COMMIT [--batch N], on the controller: the fleet
+    deploy of a commit pushed into its ~/APP.git; batch: the primary's
+    DEPLOY_FLEET_BATCH (checked as that setting is)."""
+    from .fleet import fleet_deploy
+    from .report import Reporter
+    environ = os.environ if environ is None else environ
+    if batch:
+        environ = dict(environ, DEPLOY_FLEET_BATCH=batch)
+    settings = load(environ)
+    app = App(settings, app_name)
+    if not COMMIT.match(commit):
+        raise DeployError(f"{commit!r}: give the full commit (40 hex digits)")
+    if not app.has_fleet:
+        raise DeployError(f"{app_name} has no fleet here: no {app.fleet_inventory}")
+    found = subprocess.run(["git", f"--git-dir={app.repo}", "cat-file", "-e", f"{commit}^{{commit}}"],
+                           capture_output=True, stdin=subprocess.DEVNULL)
+    if found.returncode != 0:
+        raise DeployError(f"{commit[:12]} is not in {app.repo}: push it there first")
+    fleet_deploy(settings, app, app.repo, commit, environ, Reporter())
