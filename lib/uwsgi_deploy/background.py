@@ -243,29 +243,6 @@ def render_processes(facts):
     return lines
 
 
-def process_logs(settings, run_name, entries, which, lines, out, raw=False):
-    """deploy-logs --process: the tail of one type's log, or with `all` of
-    each type's, every line prefixed with its type; controls shown as in
-    deploy-logs (logs.Shown) unless raw."""
-    from .logs import Shown, tail_start
-    names = [e.name for e in entries]
-    if which != "all" and which not in names:
-        raise DeployError(f"{which}: not a process of {run_name}'s Procfile (processes: "
-                          f"{', '.join(names) or 'none'}, or all)")
-    for name in names if which == "all" else [which]:
-        path = proclayout.type_log(settings, run_name, name)
-        try:
-            with open(path, "rb") as stream:
-                stream.seek(tail_start(stream, lines))
-                text = Shown(raw)(stream.read(), final=True)
-        except FileNotFoundError:
-            continue
-        if which == "all":
-            text = b"".join(f"{name}: ".encode() + line for line in text.splitlines(keepends=True))
-        out.write(text)
-    out.flush()
-
-
 def remove_run_files(settings, run):
     """deploy-cleanup: a removed run's process logs (~/log/RUN.TYPE.log,
     RUN.procs.log) and, when nothing runs it, its state and waiting vassal."""

@@ -17,7 +17,7 @@ import select
 import sys
 import time
 
-from . import DeployError
+from . import DeployError, proclayout
 from .inventory import log_files, selected_apps, version_by_prefix, versions_on_disk
 from .settings import load
 
@@ -183,7 +183,7 @@ def logs(app_name, prefix=None, lines=DEFAULT_LINES, follow=False, environ=None,
     if process is not None:
         if follow:
             raise DeployError("--process shows a tail; -f follows the uWSGI log only")
-        from .background import entries_of, process_logs
+        from .background import entries_of
         from .checkout import deploy_dir
         return process_logs(settings, run.run_name, entries_of(deploy_dir(run.workdir)), process, lines, out, raw)
     stream = open_log(path)
@@ -202,3 +202,25 @@ def logs(app_name, prefix=None, lines=DEFAULT_LINES, follow=False, environ=None,
         os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
     finally:
         stream.close()
+
+
+def process_logs(settings, run_name, entries, which, lines, out, raw=False):
+    """deploy-logs --process: the tail of one type's log, or with `all` of
+    each type's, every line prefixed with its type; controls shown as in
+    deploy-logs (logs.Shown) unless raw."""
+    names = [e.name for e in entries]
+    if which != "all" and which not in names:
+        raise DeployError(f"{which}: not a process of {run_name}'s Procfile (processes: "
+                          f"{', '.join(names) or 'none'}, or all)")
+    for name in names if which == "all" else [which]:
+        path = proclayout.type_log(settings, run_name, name)
+        try:
+            with open(path, "rb") as stream:
+                stream.seek(tail_start(stream, lines))
+                text = Shown(raw)(stream.read(), final=True)
+        except FileNotFoundError:
+            continue
+        if which == "all":
+            text = b"".join(f"{name}: ".encode() + line for line in text.splitlines(keepends=True))
+        out.write(text)
+    out.flush()
