@@ -58,6 +58,15 @@ SETTINGS = (
             "largest push git accepts, in MiB (receive.maxInputSize, set by deploy-init; 0: no limit)"),
     Setting("fleet_batch", "", str,
             "on a fleet's primary: hosts committed at a time, a number or a percentage (empty: all at once)"),
+    Setting("fleet_timeout", "60", float,
+            "on a fleet's primary: seconds each remote step of a fleet deploy may take on a host (the push to it,"
+            " commit, abort, rollback, status), and the longest a host may stay silent before it counts as failed"),
+    Setting("fleet_prepare_timeout", "1900", float,
+            "on a fleet's primary: seconds a host's prepare (checkout .. probe, its setup too) may take: more"
+            " than the hosts' DEPLOY_SETUP_TIMEOUT; a host that stops answering fails sooner (see docs/fleet-faults.md)"),
+    Setting("prepared_max_age", "3600", float,
+            "seconds a prepared candidate (deploy-version --prepare) may wait for its commit before this host"
+            " removes it by itself (0: until the next deploy)"),
     Setting("vassal_log_max_mb", "20", int,
             "a version's uWSGI log is kept under this size in MiB: a bigger one becomes the one old copy"
             " (0: no cap)"),
@@ -140,6 +149,9 @@ def load(environ=None):
     if not FLEET_BATCH.match(values["fleet_batch"]):
         raise DeployError(f"{sources['fleet_batch']}: DEPLOY_FLEET_BATCH must be a number of hosts or a "
                           f"percentage (like 1 or 25%), not {values['fleet_batch']!r}")
+    for name in ("fleet_timeout", "fleet_prepare_timeout"):
+        if values[name] < 1:
+            raise DeployError(f"{sources[name]}: DEPLOY_{name.upper()} must be at least 1 (seconds)")
     if not values["ping_path"].startswith("/"):
         raise DeployError(f"{sources['ping_path']}: DEPLOY_PING_PATH must start with '/'")
     return Settings(values, sources)
