@@ -6,6 +6,8 @@ DESTDIR ?=
 BINDIR ?= $(PREFIX)/bin
 LIBDIR ?= $(PREFIX)/lib/uwsgi-deploy
 SHAREDIR ?= $(PREFIX)/share/uwsgi-deploy
+# man pages: install.sh puts them where man looks (/usr/local/share/man) when run as root
+MANDIR ?= $(PREFIX)/share/man
 # The interpreter installed tools run with: the system's, which every account can read.
 PYTHON ?= $(shell command -v /usr/bin/python3 || command -v python3)
 
@@ -18,7 +20,7 @@ DEMO_DIR ?= /tmp/uwsgi-deploy-demo
 # the library, and the development harness in dev/ (not installed)
 RUN_WITH_LIB = PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHONPATH="$(CURDIR)/lib:$(CURDIR)/dev" $(VENV)/bin/python
 
-.PHONY: all install uninstall test lint venv clean demo demo-stop fleet-demo bench
+.PHONY: all install uninstall test lint venv clean demo demo-stop fleet-demo bench man docs
 
 all: venv
 
@@ -51,11 +53,30 @@ install: $(VENV)/.installed
 	  if [ -x $$file ]; then mode=755; else mode=644; fi; \
 	  install -D -m $$mode $$file $(DESTDIR)$(SHAREDIR)/$${file#share/} || exit 1; \
 	done
+	$(MAKE) --no-print-directory man MANDIR=$(DESTDIR)$(MANDIR)
 	@echo "installed $(TOOLS) into $(DESTDIR)$(BINDIR)"
+
+# A man page per tool, generated from its own --help (usage, docstring,
+# options), and uwsgi-deploy-settings(7) from SETTINGS: they cannot drift.
+man: $(VENV)/.installed
+	install -d $(MANDIR)/man1 $(MANDIR)/man7
+	for tool in $(TOOLS); do \
+	  PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python dev/docgen.py man bin/$$tool > $(MANDIR)/man1/$$tool.1.tmp && \
+	  chmod 644 $(MANDIR)/man1/$$tool.1.tmp && mv -f $(MANDIR)/man1/$$tool.1.tmp $(MANDIR)/man1/$$tool.1 || exit 1; \
+	done
+	$(VENV)/bin/python dev/docgen.py settings-man > $(MANDIR)/man7/uwsgi-deploy-settings.7
+	chmod 644 $(MANDIR)/man7/uwsgi-deploy-settings.7
+
+# The settings reference in docs/, regenerated from the code (a test checks it is current).
+docs: $(VENV)/.installed
+	$(VENV)/bin/python dev/docgen.py settings-md > docs/settings.md
 
 uninstall:
 	for tool in $(TOOLS); do rm -f $(DESTDIR)$(BINDIR)/$$tool; done
 	rm -rf $(DESTDIR)$(LIBDIR) $(DESTDIR)$(SHAREDIR)
+	for tool in $(TOOLS); do rm -f $(DESTDIR)$(MANDIR)/man1/$$tool.1; done
+	rm -f $(DESTDIR)$(MANDIR)/man7/uwsgi-deploy-settings.7
+	-rmdir $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR) 2>/dev/null
 	-rmdir $(DESTDIR)$(BINDIR) $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/share 2>/dev/null
 
 # The checkout's tools run with the venv's python (#!/usr/bin/env python3).
@@ -73,16 +94,14 @@ demo-stop: $(VENV)/.installed
 # push after another, all or nothing: prints each host's live version after
 # each step and fails if the fleet ever ended split.
 fleet-demo: $(VENV)/.installed
-	PYTHONPATH="$(CURDIR)/lib:$(CURDIR)/dev:$(CURDIR)/t" PATH="$(CURDIR)/$(VENV)/bin:$$PATH" \
-	  $(VENV)/bin/python dev/fleet_demo.py
+	$(RUN_WITH_LIB) dev/fleet_demo.py
 
 # Deploy speed and zero downtime vs an in-place reload, then dependency
 # environments (uv vs pip, a Flask + SQLAlchemy app's pushes); BENCH_ARGS=--quick for a smoke run.
 bench: $(VENV)/.installed
-	$(RUN_WITH_LIB) bench/deploy $(BENCH_ARGS)
+	$(RUN_WITH_LIB) bench/deploy --timeline docs/deploy-timeline.svg $(BENCH_ARGS)
 	$(RUN_WITH_LIB) bench/venv $(BENCH_ARGS)
-	PYTHONPATH="$(CURDIR)/lib:$(CURDIR)/dev:$(CURDIR)/t" PATH="$(CURDIR)/$(VENV)/bin:$$PATH" \
-	  $(VENV)/bin/python bench/fleet $(BENCH_ARGS)
+	$(RUN_WITH_LIB) bench/fleet $(BENCH_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/python -m pyflakes lib t dev share bench $(addprefix bin/,$(TOOLS))

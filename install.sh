@@ -101,7 +101,7 @@ group=$(id -gn "$deploy_user")
 say "building the toolkit's Python environment (.venv)"
 make venv PYTHON=/usr/bin/python3
 say "installing the tools into $home for $deploy_user"
-make install PREFIX="$home" PYTHON=/usr/bin/python3
+make install PREFIX="$home" PYTHON=/usr/bin/python3 MANDIR=/usr/local/share/man
 
 # The deploy account writes versions, links and deploy.log into its home,
 # which no other account may read.

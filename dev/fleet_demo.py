@@ -16,7 +16,7 @@ It exits non-zero if the fleet ever ended split (hosts on different
 versions) or a step ended otherwise than planned. It needs root (accounts,
 sshd) and stops everything it started, whatever happens.
 
-    make fleet-demo        (python3 dev/fleet_demo.py, with lib, dev and t on PYTHONPATH)
+    make fleet-demo        (python3 dev/fleet_demo.py, with lib and dev on PYTHONPATH)
 """
 import os
 import shlex

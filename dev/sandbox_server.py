@@ -17,6 +17,7 @@ from uwsgi_deploy.layout import App
 from uwsgi_deploy.probe import free_loopback_port as free_port  # noqa: F401  (tests and bench use it)
 from uwsgi_deploy.settings import load
 from uwsgi_deploy.stats import read_stats
+from timeline import TIMELINE_FORMAT
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN_DIR = os.path.join(CHECKOUT, "bin")
@@ -29,7 +30,7 @@ pid {prefix}/nginx.pid;
 error_log {prefix}/error.log;
 events {{ worker_connections 1024; }}
 http {{
-    access_log off;
+    {access_log}
     client_body_temp_path {prefix}/tmp/body;
     proxy_temp_path {prefix}/tmp/proxy;
     fastcgi_temp_path {prefix}/tmp/fastcgi;
@@ -38,6 +39,24 @@ http {{
     include sites/*.conf;
 }}
 """
+
+
+# the test and fleet apps' ini: four workers
+TEST_INI = """[uwsgi]
+master = true
+processes = 4
+wsgi-file = app.py
+"""
+
+
+def write(path, text, mode=None):
+    """Write text to path (its directories made), with mode if given; returns path."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="") as stream:
+        stream.write(text)
+    if mode is not None:
+        os.chmod(path, mode)
+    return path
 
 
 def compile_library():
@@ -107,7 +126,9 @@ class Sandbox:
         wait_until(answering, 15, "the Emperor")
         return process
 
-    def start_nginx(self, apps, port=None):
+    def start_nginx(self, apps, port=None, access_log=None):
+        """nginx on a loopback port for apps; with access_log, a path where it
+        logs every request as timeline.TIMELINE_FORMAT says (otherwise nothing)."""
         prefix = os.path.join(self.root, "nginx")
         for sub in ("tmp", "sites"):
             os.makedirs(os.path.join(prefix, sub), exist_ok=True)
@@ -117,7 +138,9 @@ class Sandbox:
             with open(os.path.join(prefix, "sites", name + ".conf"), "w") as stream:
                 stream.write(render_nginx_site(App(self.settings, name), f"127.0.0.1:{self.nginx_port}"))
         with open(os.path.join(prefix, "nginx.conf"), "w") as stream:
-            stream.write(NGINX_MAIN.format(prefix=prefix))
+            logging = (f"log_format timeline '{TIMELINE_FORMAT}';\n    access_log {access_log} timeline;"
+                       if access_log else "access_log off;")
+            stream.write(NGINX_MAIN.format(prefix=prefix, access_log=logging))
         process = self._start("nginx", ["nginx", "-p", prefix, "-c", os.path.join(prefix, "nginx.conf")])
 
         def listening():

@@ -1,5 +1,6 @@
 """Shared test worlds: short temporary directories, free ports, real uWSGI."""
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -24,7 +25,10 @@ def world():
     shutil.rmtree(path, ignore_errors=True)
 
 
+import sandbox_server  # noqa: E402
 from sandbox_server import wait_until  # noqa: E402
+
+write = sandbox_server.write   # the tests' (and dev's) file writer
 
 
 def run_tool(name, *args, **kwargs):
@@ -32,6 +36,39 @@ def run_tool(name, *args, **kwargs):
     kwargs.setdefault("text", True)
     kwargs.setdefault("timeout", 120)
     return subprocess.run([os.path.join(BIN, name), *args], capture_output=True, **kwargs)
+
+
+def _text(output):
+    if isinstance(output, bytes):
+        return output.decode("utf-8", "replace")
+    return output or ""
+
+
+def must_fail(result, status, line):
+    """Like git's test_must_fail: result (a CompletedProcess) is a refusal,
+    not a crash. It exited with `status` (a number; the exit status a
+    signal gives is never one), a line of its stderr matches `line` (a
+    substring, or a regular expression searched in the line), and no
+    Traceback appears in stdout or stderr. Returns the matching line."""
+    stdout, stderr = _text(result.stdout), _text(result.stderr)
+    shown = f"exit {result.returncode}\n--- stdout:\n{stdout}\n--- stderr:\n{stderr}"
+    assert "Traceback" not in stdout + stderr, f"a crash, not a refusal:\n{shown}"
+    assert result.returncode == status, f"expected exit {status}:\n{shown}"
+    pattern = line if isinstance(line, re.Pattern) else None
+    for candidate in stderr.splitlines():
+        if pattern is not None:
+            if pattern.search(candidate):
+                return candidate
+        elif line in candidate or _search(line, candidate):
+            return candidate
+    raise AssertionError(f"no stderr line matches {line!r}:\n{shown}")
+
+
+def _search(regex, text):
+    try:
+        return re.search(regex, text)
+    except re.error:
+        return None
 
 
 NOWHERE = "/nonexistent/uwsgi-deploy-test"
@@ -104,15 +141,6 @@ def uwsgi_runner():
     yield start
     for instance in started:
         instance.stop()
-
-
-def write(path, text, mode=None):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", encoding="utf-8", newline="") as stream:
-        stream.write(text)
-    if mode is not None:
-        os.chmod(path, mode)
-    return path
 
 
 @pytest.fixture(scope="session")

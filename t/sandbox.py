@@ -2,20 +2,16 @@
 developer's repository pushed with a real git client; and, for the tests over
 ssh, a throw-away deploy account with git-shell and an sshd on a loopback port."""
 import os
-import pwd
-import secrets
 import shlex
-import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
 
 import requests
 
-from conftest import ROOT, write
 import sandbox_server as base
+from sandbox_server import CHECKOUT as ROOT, TEST_INI, write
 from uwsgi_deploy.stats import read_stats
 from uwsgi_deploy.layout import App
 
@@ -42,11 +38,6 @@ def application(environ, start_response):
 
 TEST_HOOKS = os.path.join(ROOT, "t", "hooks")   # the tests' pre-receive, with pauses
 
-TEST_INI = """[uwsgi]
-master = true
-processes = 4
-wsgi-file = app.py
-"""
 
 
 class Sandbox(base.Sandbox):
@@ -224,85 +215,3 @@ def process_ended(pid):
 
 def wait_file(path, timeout=60):
     base.wait_until(lambda: os.path.exists(path), timeout, f"{path} to appear")
-
-
-# -- over ssh, as in production ------------------------------------------------
-GIT_SHELL = shutil.which("git-shell") or "/usr/bin/git-shell"
-
-
-def run_checked(*argv, **kwargs):
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=300, **kwargs)
-    assert result.returncode == 0, f"{argv}: {result.stderr}"
-    return result
-
-
-def create_deploy_account(box):
-    """A throw-away account owning box.home, login shell git-shell; its pwd entry."""
-    if os.geteuid() != 0:
-        raise AssertionError("the ssh tests create an account and run sshd: run them as root (CI does)")
-    name = "udt" + secrets.token_hex(3)
-    os.chmod(box.root, 0o755)
-    # password "*": no password login, but not "locked" (sshd refuses locked accounts)
-    run_checked("useradd", "--no-create-home", "--home-dir", box.home, "--shell", GIT_SHELL,
-                "--password", "*", name)
-    shutil.chown(box.home, name, name)
-    return pwd.getpwnam(name)
-
-
-def remove_account(account):
-    """userdel: refused while a process of the account still runs."""
-    run_checked("userdel", account.pw_name)
-
-
-def install_toolkit(box, account):
-    """`make install` into the account's home, owned by it: the tools as they ship."""
-    run_checked("make", "-s", "-C", ROOT, "install", f"PREFIX={box.home}")
-    run_checked("chown", "-R", f"{account.pw_name}:{account.pw_name}", box.home)
-    return os.path.join(box.home, "bin")
-
-
-def start_sshd(box, account, admin_key=None):
-    """sshd on 127.0.0.1:PORT accepting a generated key for account; returns
-    the ssh command line that uses that key (for GIT_SSH_COMMAND). With
-    admin_key (a public key line), root may log in with it too, as an
-    administrator reaches a host: the key is in this sshd's own file, never
-    in /root/.ssh (StrictModes is off: that file lives under /tmp)."""
-    keys = os.path.join(box.root, "keys")
-    os.makedirs(keys)
-    run_checked("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", os.path.join(keys, "host"))
-    run_checked("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", os.path.join(keys, "client"))
-    ssh_dir = os.path.join(box.home, ".ssh")
-    os.makedirs(ssh_dir, mode=0o700)
-    shutil.copy(os.path.join(keys, "client.pub"), os.path.join(ssh_dir, "authorized_keys"))
-    for path in (ssh_dir, os.path.join(ssh_dir, "authorized_keys")):
-        shutil.chown(path, account.pw_uid, account.pw_gid)
-    port = base.free_port()
-    admin = ""
-    if admin_key:
-        write(os.path.join(keys, "authorized_keys.root"), admin_key.strip() + "\n", 0o600)
-        admin = (f"PermitRootLogin prohibit-password\nStrictModes no\n"
-                 f"AuthorizedKeysFile .ssh/authorized_keys {keys}/authorized_keys.%u\n")
-    config = write(os.path.join(keys, "sshd_config"), f"""
-ListenAddress 127.0.0.1
-Port {port}
-HostKey {keys}/host
-PidFile {keys}/sshd.pid
-AuthenticationMethods publickey
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-Subsystem sftp /usr/lib/openssh/sftp-server
-AllowUsers {account.pw_name}{" root" if admin_key else ""}
-{admin}""")
-    os.makedirs("/run/sshd", exist_ok=True)   # privilege separation directory
-    with open(os.path.join(keys, "sshd.log"), "w") as log:
-        process = box._start("sshd", ["/usr/sbin/sshd", "-D", "-e", "-f", config], stderr=log)
-
-    def listening():
-        assert process.poll() is None, open(os.path.join(keys, "sshd.log")).read()
-        with socket.socket() as sock:
-            return sock.connect_ex(("127.0.0.1", port)) == 0
-    base.wait_until(listening, 10, "sshd")
-    box.ssh_port = port
-    return (f"ssh -p {port} -i {keys}/client -o IdentitiesOnly=yes -o BatchMode=yes "
-            f"-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR")

@@ -16,8 +16,8 @@ import time
 import pytest
 
 from load import BUSY_INI, BusyLoad
-from sandbox import (TEST_APP, Sandbox, create_deploy_account, install_toolkit, remove_account,
-                     run_checked, start_sshd)
+from accounts import create_deploy_account, install_toolkit, remove_account, run_checked, start_sshd
+from sandbox import TEST_APP, Sandbox
 from uwsgi_deploy.inventory import versions_on_disk
 from sandbox_server import wait_until
 from uwsgi_deploy.shell_commands import COMMANDS

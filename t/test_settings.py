@@ -5,7 +5,7 @@ import pytest
 
 from conftest import write
 from uwsgi_deploy import DeployError
-from uwsgi_deploy.settings import SETTINGS, load
+from uwsgi_deploy.settings import load
 
 
 def test_defaults_live_under_home():
@@ -58,8 +58,3 @@ def test_bad_config_is_an_error_naming_file(world, text, message):
     with pytest.raises(DeployError, match=message.replace("(", r"\(")):
         load({"HOME": world})
 
-
-def test_every_setting_is_documented_in_readme():
-    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
-    missing = [s.variable for s in SETTINGS if f"`{s.variable}`" not in readme]
-    assert missing == []

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from sandbox import create_deploy_account, install_toolkit, remove_account, run_checked as run, start_sshd
+from accounts import create_deploy_account, install_toolkit, remove_account, run_checked as run, start_sshd
 
 
 @pytest.fixture

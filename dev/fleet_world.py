@@ -19,9 +19,9 @@ import time
 
 import requests
 
-from conftest import ROOT, write
-from sandbox import TEST_INI, create_deploy_account, remove_account, start_sshd
+from accounts import create_deploy_account, remove_account, start_sshd
 import sandbox_server as base
+from sandbox_server import CHECKOUT as ROOT, TEST_INI, write
 from uwsgi_deploy.stats import read_stats
 from uwsgi_deploy.layout import App
 
