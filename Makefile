@@ -61,11 +61,12 @@ install: $(VENV)/.installed
 man: $(VENV)/.installed
 	install -d $(MANDIR)/man1 $(MANDIR)/man7
 	for tool in $(TOOLS); do \
-	  PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python dev/docgen.py man bin/$$tool > $(MANDIR)/man1/$$tool.1.tmp && \
-	  chmod 644 $(MANDIR)/man1/$$tool.1.tmp && mv -f $(MANDIR)/man1/$$tool.1.tmp $(MANDIR)/man1/$$tool.1 || exit 1; \
+	  PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python dev/docgen.py man bin/$$tool > $(MANDIR)/man1/$$tool.1.tmp.$$$$ && \
+	  chmod 644 $(MANDIR)/man1/$$tool.1.tmp.$$$$ && mv -f $(MANDIR)/man1/$$tool.1.tmp.$$$$ $(MANDIR)/man1/$$tool.1 || exit 1; \
 	done
-	$(VENV)/bin/python dev/docgen.py settings-man > $(MANDIR)/man7/uwsgi-deploy-settings.7
-	chmod 644 $(MANDIR)/man7/uwsgi-deploy-settings.7
+	$(VENV)/bin/python dev/docgen.py settings-man > $(MANDIR)/man7/uwsgi-deploy-settings.7.tmp.$$$$ && \
+	  chmod 644 $(MANDIR)/man7/uwsgi-deploy-settings.7.tmp.$$$$ && \
+	  mv -f $(MANDIR)/man7/uwsgi-deploy-settings.7.tmp.$$$$ $(MANDIR)/man7/uwsgi-deploy-settings.7
 
 # The settings reference in docs/, regenerated from the code (a test checks it is current).
 docs: $(VENV)/.installed

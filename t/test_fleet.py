@@ -14,11 +14,8 @@ import time
 
 import pytest
 
-from fleet_world import APP, FleetWorld
-from load import LoadLoop, SlowRequests
-from sandbox_server import wait_until
-
-WORKERS = 4   # processes in the fleet app's uwsgi.ini
+from fleet_world import (APP, FleetLoad, FleetWorld, assert_no_candidate_anywhere, pusher_lines,
+                         same_version_everywhere)
 
 
 @pytest.fixture(scope="module")
@@ -28,79 +25,6 @@ def fleet():
         yield world
     finally:
         world.stop()
-
-
-class FleetLoad:
-    """On every host's nginx: a fast request loop, and slow requests that fill
-    every worker at times; each counts what its clients saw."""
-
-    def __init__(self, fleet, order):
-        """order: the versions' texts, oldest first (LoadLoop counts a client
-        that goes back to an older one)."""
-        self.fleet = fleet
-        self.fast = {h.name: LoadLoop(h.url, order, clients=2, max_seconds=300, max_requests=200000)
-                     for h in fleet.hosts}
-        self.slow = {h.name: SlowRequests(h.box.url("/slow?2"), interval=3, burst=WORKERS, max_requests=120)
-                     for h in fleet.hosts}
-
-    def __enter__(self):
-        for part in [*self.fast.values(), *self.slow.values()]:
-            part.__enter__()
-        for loop in self.fast.values():
-            loop.wait_for(50)
-        return self
-
-    def __exit__(self, *exc):
-        for part in [*self.slow.values(), *self.fast.values()]:
-            part.__exit__(*exc)
-
-    def report(self):
-        """What the clients saw, per host: printed for the test's log."""
-        lines = []
-        for name in self.fast:
-            lines.append(f"{name}: {self.fast[name].summary()}; {self.slow[name].summary()}")
-        print("\n".join(lines))
-        return lines
-
-    def failed(self):
-        """{host: (fast errors and non-200s, slow errors and non-200s)} where any."""
-        failed = {}
-        for name in self.fast:
-            bad = [(dict(p.errors), {s: n for s, n in p.statuses.items() if s != 200})
-                   for p in (self.fast[name], self.slow[name])]
-            if any(errors or statuses for errors, statuses in bad):
-                failed[name] = bad
-        return failed
-
-
-def live_everywhere(fleet, version):
-    """Make every host serve a version saying `version` (a fleet push); its rev."""
-    commit = fleet.commit(version)
-    result = fleet.push()
-    assert result.returncode == 0, result.stderr
-    return commit[:12]
-
-
-def same_version_everywhere(fleet):
-    """The rev every host serves, after a fleet push if they disagree."""
-    lives = set(fleet.lives().values())
-    if len(lives) == 1 and None not in lives:
-        return lives.pop().split("-")[-1].split(".")[0]
-    return live_everywhere(fleet, "fleet-base")
-
-
-def assert_no_candidate_anywhere(fleet, live_rev):
-    """Every host: only its live vassal, in its vassals directory and in its
-    Emperor, and no prepared record."""
-    for host in fleet.hosts:
-        assert host.prepared_records() == [], host.name
-        wanted = [f"{APP}-{live_rev}.ini"]
-        wait_until(lambda: host.vassals() == (wanted, wanted), 60,
-                   f"{host.name} to run only {wanted} (has {host.vassals()})")
-
-
-def pusher_lines(result):
-    return [line.removeprefix("remote: ").rstrip() for line in result.stderr.splitlines()]
 
 
 def refs(host, pattern):
