@@ -21,7 +21,7 @@ import os
 import re
 import sys
 
-from . import DeployError
+from . import DeployError, expiry
 import time
 
 from .candidates import find_prepared, read_record
@@ -91,6 +91,8 @@ def prepare(app_name, rev, environ=None, out=None, until=None):
     version = app.version(commit_id)
     deploy = Deploy(settings, version, FLEET, PushedCommit(app.repo, commit_id), environ, Reporter())
     prepared = deploy.prepare()
+    if prepared:
+        expiry.keep(settings, version, environ)   # removed by this host if never committed
     previous = deploy.previous
     result(out or sys.stdout, version=version.name, prepared=prepared, live=name_of(previous),
            live_rev=previous.rev if previous else None)
