@@ -267,7 +267,8 @@ class FleetWorld:
         """A line in the primary's ~/deploy.conf (None: no deploy.conf)."""
         path = os.path.join(self.primary.home, "deploy.conf")
         if value is None:
-            os.unlink(path)
+            if os.path.exists(path):
+                os.unlink(path)
             return
         write(path, f"{name}={value}\n", 0o600)
         shutil.chown(path, self.primary.user, self.primary.user)

@@ -5,7 +5,7 @@ share/fleet/install.yml over real ssh, host 1 the primary. A developer's
 `git push` to host 1 runs the fleet deploy through Ansible; every setting is
 the default (the watch is the default 3 s).
 
-One such world serves the whole file (it takes about a minute to build);
+One such world serves the whole session (conftest's fleet_world);
 each test first brings the fleet to the state it starts from."""
 import json
 import os
@@ -14,17 +14,14 @@ import time
 
 import pytest
 
-from fleet_world import (APP, FleetLoad, FleetWorld, assert_no_candidate_anywhere, pusher_lines,
+from fleet_world import (APP, FleetLoad, assert_no_candidate_anywhere, pusher_lines,
                          same_version_everywhere)
 
 
 @pytest.fixture(scope="module")
-def fleet():
-    world = FleetWorld().build()
-    try:
-        yield world
-    finally:
-        world.stop()
+def fleet(fleet_world):
+    fleet_world.set_setting("DEPLOY_FLEET_BATCH", None)   # every setting its default
+    return fleet_world
 
 
 def refs(host, pattern):

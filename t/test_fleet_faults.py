@@ -25,8 +25,8 @@ a fleet that timed a prepare by either would fail it; the prepare's own
 limit (DEPLOY_FLEET_PREPARE_TIMEOUT, 1900 s) lets it finish. 25 s leaves a
 loaded machine room for a healthy commit (switch, 3 s watch, retire).
 
-One world serves the file (built once, ~1 min); each test starts from every
-host on one version."""
+One world serves the session (conftest's fleet_world, shared with
+test_fleet.py); each test starts from every host on one version."""
 import json
 import os
 import signal
@@ -34,7 +34,7 @@ import time
 
 import pytest
 
-from fleet_world import (APP, FleetLoad, FleetWorld, assert_no_candidate_anywhere, pusher_lines,
+from fleet_world import (APP, FleetLoad, assert_no_candidate_anywhere, pusher_lines,
                          same_version_everywhere)
 from sandbox_server import wait_until
 
@@ -50,15 +50,14 @@ PUSH_BOUND = 180
 
 
 @pytest.fixture(scope="module")
-def fleet():
-    world = FleetWorld().build()
-    world.set_setting("DEPLOY_FLEET_TIMEOUT", str(STEP_LIMIT))
+def fleet(fleet_world):
+    fleet_world.set_setting("DEPLOY_FLEET_TIMEOUT", str(STEP_LIMIT))
     try:
-        yield world
+        yield fleet_world
     finally:
-        for host in world.hosts:
+        for host in fleet_world.hosts:
             host.heal()
-        world.stop()
+        fleet_world.set_setting("DEPLOY_FLEET_TIMEOUT", None)
 
 
 def journal(fleet):
@@ -77,6 +76,22 @@ def when_journal(fleet, test, what, timeout=PUSH_BOUND):
         record = journal(fleet)
         return record is not None and test(record)
     wait_until(shown, timeout, what)
+
+
+def running(host, phase):
+    """host runs `deploy-version --PHASE` (as its deploy account): the
+    command reached it."""
+    for entry in os.listdir("/proc"):
+        try:
+            if not entry.isdigit() or os.stat(f"/proc/{entry}").st_uid != host.account.pw_uid:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as stream:
+                argv = stream.read().split(b"\0")
+        except OSError:
+            continue
+        if any(arg.endswith(b"deploy-version") for arg in argv[:2]) and f"--{phase}".encode() in argv:
+            return True
+    return False
 
 
 def fleet_status(fleet):
@@ -125,7 +140,9 @@ def converges(fleet, version):
     assert journal(fleet) is None
     code, report = fleet_status(fleet)
     assert code == 0 and report["deploy"] is None and report["live"] == f"{APP}-{rev}"
-    return pusher_lines(result)
+    lines = pusher_lines(result)
+    print("\n".join(lines))
+    return lines
 
 
 # -- trust -----------------------------------------------------------------------------
@@ -212,10 +229,12 @@ def test_host_cut_off_during_prepare_aborts_everywhere_in_bounded_time_and_conve
         with Push(fleet) as push:
             when_journal(fleet, lambda r: r.get("commit") == commit and r.get("phase") == "prepare",
                          "the prepare phase")
+            wait_until(lambda: running(h3, "prepare"), 60, "h3's prepare to start")
             h3.cut_off()
             try:
                 result = push.wait()
                 lines = pusher_lines(result)
+                print("\n".join(lines))
                 assert result.returncode != 0
                 assert any(line.startswith(" !     h3 failed to prepare: unreachable (prepare): ")
                            and line.endswith("; aborted on every host, none changed") for line in lines), lines
@@ -257,12 +276,14 @@ def test_host_cut_off_during_commit_rolls_back_the_others_and_is_brought_back_by
     rev = commit[:12]
     with FleetLoad(fleet, [old_text, "fleet-commit-cut"]) as load:
         with Push(fleet) as push:
-            when_journal(fleet, lambda r: r.get("commit") == commit and r.get("phase") == "commit"
-                         and r.get("hosts", {}).get("h3") == "committing", "h3's commit to start")
+            when_journal(fleet, lambda r: r.get("commit") == commit and r.get("phase") == "commit",
+                         "the commit phase")
+            wait_until(lambda: running(h3, "commit"), 60, "h3's commit to start")
             h3.cut_off()
             try:
                 result = push.wait()
                 lines = pusher_lines(result)
+                print("\n".join(lines))
                 assert result.returncode != 0
                 assert any(line.startswith(" !     h3 failed to commit: unreachable (commit): ")
                            for line in lines), lines
@@ -330,6 +351,7 @@ def test_controller_killed_during_commit_is_rolled_back_by_the_next_push_which_s
                 except ProcessLookupError:
                     pass
             result = push.wait()
+            print("\n".join(pusher_lines(result)))
         for loop in load.fast.values():
             loop.wait_for(loop.total + 50)
     load.report()
