@@ -219,41 +219,52 @@ def test_a_host_answering_a_template_or_garbage_is_a_failed_host_and_every_host_
 
 
 # -- a host cut off --------------------------------------------------------------------------
-def test_host_cut_off_during_prepare_aborts_everywhere_in_bounded_time_and_converges_when_back(fleet):
+def push_cutting_off(fleet, host, version, phase, while_cut_off):
+    """Push a commit saying version, under load; once host runs its phase,
+    cut host off. With the push ended (within PUSH_BOUND) and host still cut
+    off, while_cut_off(lines of the push, old rev, new rev); then host comes
+    back. No request failed on any host. Returns (old rev, new rev)."""
     old = same_version_everywhere(fleet)
     old_text = fleet.primary.served()
-    h3 = fleet.hosts[2]
-    commit = fleet.commit("fleet-prepare-cut")
+    commit = fleet.commit(version)
     rev = commit[:12]
-    with FleetLoad(fleet, [old_text, "fleet-prepare-cut"]) as load:
+    with FleetLoad(fleet, [old_text, version]) as load:
         with Push(fleet) as push:
-            when_journal(fleet, lambda r: r.get("commit") == commit and r.get("phase") == "prepare",
-                         "the prepare phase")
-            wait_until(lambda: running(h3, "prepare"), 60, "h3's prepare to start")
-            h3.cut_off()
+            when_journal(fleet, lambda r: r.get("commit") == commit and r.get("phase") == phase, f"the {phase}")
+            wait_until(lambda: running(host, phase), 60, f"{host.name}'s {phase} to start")
+            host.cut_off()
             try:
                 result = push.wait()
                 lines = pusher_lines(result)
                 print("\n".join(lines))
                 assert result.returncode != 0
-                assert any(line.startswith(" !     h3 failed to prepare: unreachable (prepare): ")
-                           and line.endswith("; aborted on every host, none changed") for line in lines), lines
-                assert f"-----> Aborting {APP}-{rev} on every host" in lines
-                assert not any(": -----> Switching" in line for line in lines)
-                assert "       h3    ?  unreachable (status): Connection timed out during banner exchange" in lines
-                # the others never changed, and hold nothing of it
-                for host in fleet.hosts[:2]:
-                    assert host.live() == f"{APP}-{old}" and host.prepared_records() == []
-                # the fleet lock is free: deploy-status --fleet sees an interrupted deploy, h3 unknown
-                code, report = fleet_status(fleet)
-                assert code == 1 and report["deploy"]["state"] == "interrupted"
-                assert [h["host"] for h in report["hosts"] if h["error"]] == ["h3"]
+                while_cut_off(lines, old, rev)
             finally:
-                h3.heal()
+                host.heal()
         for loop in load.fast.values():
             loop.wait_for(loop.total + 50)
     load.report()
     assert load.failed() == {}
+    return old, rev
+
+
+def test_host_cut_off_during_prepare_aborts_everywhere_in_bounded_time_and_converges_when_back(fleet):
+    h3 = fleet.hosts[2]
+
+    def while_cut_off(lines, old, rev):
+        assert any(line.startswith(" !     h3 failed to prepare: unreachable (prepare): ")
+                   and line.endswith("; aborted on every host, none changed") for line in lines), lines
+        assert f"-----> Aborting {APP}-{rev} on every host" in lines
+        assert not any(": -----> Switching" in line for line in lines)
+        assert any(line.startswith("       h3    ?  unreachable (status): ") for line in lines)
+        # the others never changed, and hold nothing of it
+        for host in fleet.hosts[:2]:
+            assert host.live() == f"{APP}-{old}" and host.prepared_records() == []
+        # the fleet lock is free: deploy-status --fleet sees an interrupted deploy, h3 unknown
+        code, report = fleet_status(fleet)
+        assert code == 1 and report["deploy"]["state"] == "interrupted"
+        assert [h["host"] for h in report["hosts"] if h["error"]] == ["h3"]
+    old, rev = push_cutting_off(fleet, h3, "fleet-prepare-cut", "prepare", while_cut_off)
     # h3's own prepare went on while it was cut off: it holds a candidate
     wait_until(lambda: h3.prepared_records() == [f"{APP}-{rev}.prepared"], 60, "h3's prepared candidate")
     code, report = fleet_status(fleet)
@@ -269,37 +280,18 @@ def test_host_cut_off_during_prepare_aborts_everywhere_in_bounded_time_and_conve
 
 
 def test_host_cut_off_during_commit_rolls_back_the_others_and_is_brought_back_by_the_next_push(fleet):
-    old = same_version_everywhere(fleet)
-    old_text = fleet.primary.served()
     h3 = fleet.hosts[2]
-    commit = fleet.commit("fleet-commit-cut")
-    rev = commit[:12]
-    with FleetLoad(fleet, [old_text, "fleet-commit-cut"]) as load:
-        with Push(fleet) as push:
-            when_journal(fleet, lambda r: r.get("commit") == commit and r.get("phase") == "commit",
-                         "the commit phase")
-            wait_until(lambda: running(h3, "commit"), 60, "h3's commit to start")
-            h3.cut_off()
-            try:
-                result = push.wait()
-                lines = pusher_lines(result)
-                print("\n".join(lines))
-                assert result.returncode != 0
-                assert any(line.startswith(" !     h3 failed to commit: unreachable (commit): ")
-                           for line in lines), lines
-                assert "-----> Rolling back h1, h2, h3 to the version each served before" in lines
-                assert any(line.startswith(" !     h3 failed to commit: ") and line.endswith(
-                    "rolled back h1, h2 to the version each served before; could NOT undo it on h3 (the next "
-                    "push to the primary undoes what it left)") for line in lines), lines
-                for host in fleet.hosts[:2]:
-                    assert host.live() == f"{APP}-{old}"
-                assert journal(fleet)["hosts"]["h3"] == "unknown"
-            finally:
-                h3.heal()
-        for loop in load.fast.values():
-            loop.wait_for(loop.total + 50)
-    load.report()
-    assert load.failed() == {}
+
+    def while_cut_off(lines, old, rev):
+        assert any(line.startswith(" !     h3 failed to commit: unreachable (commit): ") for line in lines), lines
+        assert "-----> Rolling back h1, h2, h3 to the version each served before" in lines
+        assert any(line.startswith(" !     h3 failed to commit: ") and line.endswith(
+            "rolled back h1, h2 to the version each served before; could NOT undo it on h3 (the next "
+            "push to the primary undoes what it left)") for line in lines), lines
+        for host in fleet.hosts[:2]:
+            assert host.live() == f"{APP}-{old}"
+        assert journal(fleet)["hosts"]["h3"] == "unknown"
+    old, rev = push_cutting_off(fleet, h3, "fleet-commit-cut", "commit", while_cut_off)
     # h3 went on with its commit while cut off: it serves the version the others rolled back
     wait_until(lambda: h3.live() == f"{APP}-{rev}", 60, "h3's own commit to end")
     code, report = fleet_status(fleet)
@@ -308,8 +300,7 @@ def test_host_cut_off_during_commit_rolls_back_the_others_and_is_brought_back_by
         ("h1", f"{APP}-{old}"), ("h2", f"{APP}-{old}"), ("h3", f"{APP}-{rev}")]
     lines = converges(fleet, "fleet-after-commit-cut")
     assert f"-----> Rolling back the fleet deploy of {APP}-{rev} that was cut short, on every host" in lines
-    assert f"h3: -----> {APP}-{old} is live: serving" in " ".join(lines) or any(
-        line.startswith(f"h3: -----> {APP}-{old} is live") for line in lines), lines
+    assert any(line.startswith(f"h3: -----> {APP}-{old} is live: serving") for line in lines), lines
 
 
 # -- the controller dies ---------------------------------------------------------------------
