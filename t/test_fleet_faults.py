@@ -46,7 +46,7 @@ SLOW_SETUP = 35          # seconds: > STEP_LIMIT, > the keep-alive bound (~20 s)
 # the abort or rollback (<= ConnectTimeout 10 s) and the status (<= 10 s) skip
 # it; the rest is a healthy push (~7 s quiet, ~60 s on a loaded machine).
 # A push past this bound is a controller blocked on the dead host.
-PUSH_BOUND = 180
+PUSH_BOUND = 300
 
 
 @pytest.fixture(scope="module")
