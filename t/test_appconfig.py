@@ -13,7 +13,7 @@ from uwsgi_deploy import DeployError
 from uwsgi_deploy.appconfig import Change, check_value, read_value, with_value, without, write_private
 from uwsgi_deploy.envfile import read_env_file
 from uwsgi_deploy.layout import App
-from uwsgi_deploy.pipeline import Reporter
+from uwsgi_deploy.report import Reporter
 from uwsgi_deploy.settings import load
 from uwsgi_deploy.shell_commands import COMMANDS, install_shell_commands
 

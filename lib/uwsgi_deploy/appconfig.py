@@ -22,7 +22,7 @@ from .files import read_text_if_exists
 from .inventory import selected_apps
 from .layout import hidden_temporaries, hidden_temporary
 from .lock import DeployLock
-from .pipeline import Reporter
+from .report import Reporter
 from .settings import load
 from .uwsgi_ini import deploy_options, escape_value
 from .versions import restart_live
@@ -154,7 +154,7 @@ class Change:
         write_private(self.path, after)
         self.after = after
         done = "unset" if self.value is None else "set"
-        self.report.line(f"-----> {self.name} {done} in {self.path}")
+        self.report.stage(f"{self.name} {done} in {self.path}")
 
     def restore(self):
         """Put the file back as it was, unless it is no longer ours to undo."""
@@ -174,7 +174,7 @@ def change_and_restart(settings, app, change, environ):
     if app.live_version() is None:
         with DeployLock(app.lock_file, settings.lock_timeout, "deploy-config", change.report.say):
             change.apply()
-        change.report.line(f"-----> nothing of {app.name} is live: its next deploy reads {change.path}")
+        change.report.stage(f"nothing of {app.name} is live: its next deploy reads {change.path}")
         return
     try:
         restart_live(settings, app, environ, change.report, precondition=change.apply,
@@ -208,4 +208,4 @@ def config(app_name, action=None, name=None, environ=None, stdin=None, out=None)
     try:
         change_and_restart(settings, app, Change(app, name, value, report), environ)
     except Unchanged as unchanged:
-        report.line(f"-----> {unchanged}")
+        report.stage(unchanged)

@@ -45,7 +45,8 @@ def same_record(version, since):
 def expire(app_name, rev, since, environ=None):
     """The keeper: wait out the time limit, then abort the candidate if its
     record is still the one it was started for. True if it aborted."""
-    from .pipeline import Deploy, Reporter   # the keeper imports the pipeline only to use it
+    from .pipeline import Deploy   # the keeper imports the pipeline only to use it
+    from .report import Reporter
     environ = os.environ if environ is None else environ
     settings = load(environ)
     app = App(settings, app_name)

@@ -32,12 +32,11 @@ from dataclasses import dataclass
 from . import DeployError, fleet_journal
 from .checkout import git
 from .layout import FLEET_INVENTORY_SUFFIX, App
-from .lock import DeployLock
+from .lock import LOCK_HANDOVER_TIMEOUT, DeployLock
 from .paths import share
+from .report import WARN
 from .settings import load
 
-LOCK_HANDOVER_TIMEOUT = 30   # seconds the fleet lock waits for git to update the branch
-WARN = " !     "
 # the hook's GIT_ variables that name directories, relative to the repository
 GIT_PATH_VARIABLES = ("GIT_DIR", "GIT_OBJECT_DIRECTORY", "GIT_QUARANTINE_PATH")
 GIT_PATH_LISTS = ("GIT_ALTERNATE_OBJECT_DIRECTORIES",)
@@ -285,10 +284,10 @@ def recover(settings, app, git_dir, environ, report):
     ref = record.get("ref")
     if isinstance(ref, str) and ref.startswith("refs/heads/") and git_dir and \
             git(git_dir, "for-each-ref", "--format=%(objectname)", ref) == commit:
-        report.line(f"-----> Finished: {ref} names {commit[:12]}, the push was accepted; nothing to undo")
+        report.stage(f"Finished: {ref} names {commit[:12]}, the push was accepted; nothing to undo")
         fleet_journal.remove(path)
         return "finished"
-    report.line(f"-----> Rolling back the fleet deploy of {name} that was cut short, on every host")
+    report.stage(f"Rolling back the fleet deploy of {name} that was cut short, on every host")
     skip = fleet_journal.hosts_in(record, "live already")
     failures = []
 
@@ -304,7 +303,7 @@ def recover(settings, app, git_dir, environ, report):
         raise DeployError(f"the fleet deploy of {name} that was cut short could not be rolled back on every "
                           f"host ({reason}); its journal {path} is kept for the next push")
     fleet_journal.remove(path)
-    report.line(f"-----> Rolled back: no host keeps anything of {name}")
+    report.stage(f"Rolled back: no host keeps anything of {name}")
     return "rolled back"
 
 
@@ -314,7 +313,7 @@ def fleet_deploy(settings, app, git_dir, commit, environ, report, precondition=N
     pre-receive hook runs this instead of a local deploy. Raises (the push is
     refused) unless every host committed."""
     name = f"{app.name}-{commit[:12]}"
-    report.line(f"-----> Fleet deploy of {name} to the hosts of {app.fleet_inventory}")
+    report.stage(f"Fleet deploy of {name} to the hosts of {app.fleet_inventory}")
     holder = f"{name} (fleet push)"
     with DeployLock(app.fleet_lock_file, settings.lock_timeout, holder, report.say,
                     waiting="waiting for another fleet deploy to finish") as lock, hangup_ignored():
@@ -337,7 +336,7 @@ def fleet_deploy(settings, app, git_dir, commit, environ, report, precondition=N
         code = run_playbook("deploy.yml", app.fleet_inventory, extra, playbook_environ(environ, repo),
                             relay, settings.home,
                             on_start=lambda pid: fleet_journal.update(journal, session=pid))
-        report.line("-----> What every host serves now")
+        report.stage("What every host serves now")
         try:
             status = collect_status(app, environ, settings.home, settings=settings)
             report_status(status, report)
@@ -356,7 +355,7 @@ def fleet_deploy(settings, app, git_dir, commit, environ, report, precondition=N
             raise DeployError(f"fleet deploy of {name}: the playbook succeeded but {status.verdict()}")
         if hold_lock_until:
             lock.keep_until(hold_lock_until, LOCK_HANDOVER_TIMEOUT)
-    report.line(f"-----> {name} is live on every host of the fleet")
+    report.stage(f"{name} is live on every host of the fleet")
 
 
 # -- deploy-status --fleet ---------------------------------------------------------------

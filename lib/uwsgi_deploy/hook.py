@@ -7,8 +7,10 @@ import os
 from . import DeployError
 from .checkout import ZERO_COMMIT, branch_names, deploy_branch_refs, git
 from .layout import FLEET_REF, app_from_repo_dir
-from .pipeline import Deploy, PushedCommit, Reporter
+from .pipeline import Deploy
+from .report import Reporter
 from .settings import load
+from .stages import PushedCommit
 
 
 def parse_updates(lines):
@@ -53,7 +55,7 @@ def stored_for_fleet(updates, app, report):
     deployed by the phases (deploy-version --prepare) the playbook runs next."""
     stored = [new for _old, new, ref in updates if ref == FLEET_REF and new != ZERO_COMMIT]
     for commit in stored:
-        report.line(f"-----> stored {commit[:12]} for a fleet deploy ({FLEET_REF}; "
+        report.stage(f"stored {commit[:12]} for a fleet deploy ({FLEET_REF}; "
                     f"deploy-version --prepare {app.name} {commit[:12]} deploys it)")
     return bool(stored)
 
@@ -95,7 +97,7 @@ def pre_receive(lines, environ, on_stage=None):
         if stored_for_fleet(updates, app, report):
             return
         if not warned:
-            report.line(f"-----> nothing to deploy: {branch_names(deploy_refs)} was not pushed")
+            report.stage(f"nothing to deploy: {branch_names(deploy_refs)} was not pushed")
         return
     deploy_ref, old, commit = update
     if app.has_fleet:

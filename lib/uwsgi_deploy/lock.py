@@ -13,6 +13,8 @@ from . import DeployError
 from .waiting import wait_until
 
 POLL = 0.1
+# seconds a lock kept past a hook's exit (keep_until) waits for git to update the branch
+LOCK_HANDOVER_TIMEOUT = 30
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 HOLDER_LINE = re.compile(r"(?P<what>.*), pid (?P<pid>[0-9]+), since (?P<since>.*)\Z")
 

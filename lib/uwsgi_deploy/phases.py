@@ -20,16 +20,17 @@ import json
 import os
 import re
 import sys
-
-from . import DeployError, expiry
 import time
 
+from . import DeployError, expiry
 from .candidates import find_prepared, read_record
 from .checkout import git
 from .inventory import History
 from .layout import REV_LENGTH, App
-from .pipeline import Deploy, PushedCommit, Reporter, StageFailed
+from .pipeline import Deploy
+from .report import Reporter
 from .settings import load
+from .stages import PushedCommit, StageFailed
 
 COMMIT = re.compile(r"[0-9a-fA-F]{4,40}\Z")
 FLEET = "fleet"   # how deploy.log names a version a fleet deploy committed
@@ -90,11 +91,11 @@ def prepare(app_name, rev, environ=None, out=None, until=None):
     commit_id = resolve_commit(app, check_rev(rev))
     version = app.version(commit_id)
     deploy = Deploy(settings, version, FLEET, PushedCommit(app.repo, commit_id), environ, Reporter())
-    prepared = deploy.prepare()
-    if prepared:
+    outcome = deploy.prepare()
+    if outcome.changed:
         expiry.keep(settings, version, environ)   # removed by this host if never committed
-    previous = deploy.previous
-    result(out or sys.stdout, version=version.name, prepared=prepared, live=name_of(previous),
+    previous = outcome.previous
+    result(out or sys.stdout, version=version.name, prepared=outcome.changed, live=name_of(previous),
            live_rev=previous.rev if previous else None)
 
 
@@ -107,9 +108,9 @@ def commit(app_name, rev, environ=None, out=None, until=None):
     record = read_record(version)   # None: not prepared, which deploy.commit() refuses (or it is live)
     source = PushedCommit(app.repo, record.commit) if record else None
     deploy = Deploy(settings, version, record.how if record else FLEET, source, environ, Reporter())
-    switched = deploy.commit()
-    previous = deploy.previous if switched else None
-    result(out or sys.stdout, version=version.name, switched=switched, previous=name_of(previous),
+    outcome = deploy.commit()
+    previous = outcome.previous if outcome.changed else None
+    result(out or sys.stdout, version=version.name, switched=outcome.changed, previous=name_of(previous),
            previous_rev=previous.rev if previous else None)
 
 
