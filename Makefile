@@ -60,13 +60,15 @@ install: $(VENV)/.installed
 # options), and uwsgi-deploy-settings(7) from SETTINGS: they cannot drift.
 man: $(VENV)/.installed
 	install -d $(MANDIR)/man1 $(MANDIR)/man7
+	# each page under a name of this make's own, then renamed: several installs
+	# into one MANDIR at once (accounts of one machine) never see a half page
 	for tool in $(TOOLS); do \
-	  PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python dev/docgen.py man bin/$$tool > $(MANDIR)/man1/$$tool.1.tmp.$$$$ && \
-	  chmod 644 $(MANDIR)/man1/$$tool.1.tmp.$$$$ && mv -f $(MANDIR)/man1/$$tool.1.tmp.$$$$ $(MANDIR)/man1/$$tool.1 || exit 1; \
+	  tmp=$(MANDIR)/man1/.$$tool.1.$$$$ && \
+	  PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python dev/docgen.py man bin/$$tool > $$tmp && \
+	  chmod 644 $$tmp && mv -f $$tmp $(MANDIR)/man1/$$tool.1 || exit 1; \
 	done
-	$(VENV)/bin/python dev/docgen.py settings-man > $(MANDIR)/man7/uwsgi-deploy-settings.7.tmp.$$$$ && \
-	  chmod 644 $(MANDIR)/man7/uwsgi-deploy-settings.7.tmp.$$$$ && \
-	  mv -f $(MANDIR)/man7/uwsgi-deploy-settings.7.tmp.$$$$ $(MANDIR)/man7/uwsgi-deploy-settings.7
+	tmp=$(MANDIR)/man7/.uwsgi-deploy-settings.7.$$$$ && $(VENV)/bin/python dev/docgen.py settings-man > $$tmp && \
+	  chmod 644 $$tmp && mv -f $$tmp $(MANDIR)/man7/uwsgi-deploy-settings.7
 
 # The settings reference in docs/, regenerated from the code (a test checks it is current).
 docs: $(VENV)/.installed

@@ -86,7 +86,7 @@ def test_two_apps_deploy_in_parallel(server):
 
 # -- a deploy killed at each stage ---------------------------------------------
 
-STAGES = ["checkout", "env", "setup", "expand", "probe", "reconfigure", "switch", "watch", "retire", "link",
+STAGES = ["checkout", "env", "setup", "expand", "probe", "reconfigure", "inspect", "switch", "watch", "retire", "link",
           "log"]
 AFTER_SWITCH = {"watch", "retire", "link", "log"}
 

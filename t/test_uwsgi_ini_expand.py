@@ -160,11 +160,13 @@ HOSTILE_INIS = [
     ("[uwsgi]\nmodule = app\nhttp11-socket = 0.0.0.0:9090\n", 3, "option 'http11-socket' opens a way in"),
     ("[uwsgi]\nhttprouter = 0.0.0.0:9090\n", 2, "option 'httprouter' opens a way in"),
     ("[uwsgi]\nundeferred-shared-socket = 0.0.0.0:9090\n", 2, "option 'undeferred-shared-socket' opens"),
-    ("[uwsgi]\nplugins = fastrouter\nfastrouter = 0.0.0.0:9090\n", 3, "option 'fastrouter' opens a way in"),
-    ("[uwsgi]\nplugins = rawrouter\nrawrouter = 0.0.0.0:9090\n", 3, "option 'rawrouter' opens a way in"),
-    ("[uwsgi]\nplugins = sslrouter\nsslrouter = 0.0.0.0:9090,c,k\n", 3, "option 'sslrouter' opens a way in"),
-    ("[uwsgi]\nplugins = http\nhttps = 0.0.0.0:9090,c,k\n", 3, "option 'https' opens a way in"),
-    ("[uwsgi]\nset = http-socket=0.0.0.0:9090\n", 2, "option 'http-socket' is set by the deployer"),
+    ("[uwsgi]\nfastrouter = 0.0.0.0:9090\n", 2, "option 'fastrouter' opens a way in"),
+    ("[uwsgi]\nplugins = fastrouter\n", 2, "option 'plugins' may load only python3"),
+    ("[uwsgi]\nplugins = /tmp/evil_plugin.so\n", 2, "option 'plugins' may load only python3"),
+    ("[uwsgi]\nrawrouter = 0.0.0.0:9090\n", 2, "option 'rawrouter' opens a way in"),
+    ("[uwsgi]\nsslrouter = 0.0.0.0:9090,c,k\n", 2, "option 'sslrouter' opens a way in"),
+    ("[uwsgi]\nhttps = 0.0.0.0:9090,c,k\n", 2, "option 'https' opens a way in"),
+    ("[uwsgi]\nset = http-socket=0.0.0.0:9090\n", 2, "option 'set' is uWSGI's configuration logic"),
     # a "comment" that Python's splitlines() cut in two, hiding the next line
     ("[uwsgi]\n; note\x0c[other]\nhttp-socket = 0.0.0.0:9090\n", 3, "option 'http-socket' is set"),
     ("[uwsgi]\n; note\u2028[other]\nsocket = 0.0.0.0:9090\n", 3, "option 'socket' is set"),
@@ -187,7 +189,7 @@ HOSTILE_INIS = [
     ("[uwsgi]\nmaster-fifo = /tmp/fifo\n", 2, "option 'master-fifo' changes who can reach"),
     ("[uwsgi]\nabstract-socket = true\n", 2, "option 'abstract-socket' changes who can reach"),
     # UWSGI_ names in the ini's own env lines, and the escaping's placeholders
-    ("[uwsgi]\nenv = UWSGI_HTTP_SOCKET=0.0.0.0:9090\n", 2, "env names starting with UWSGI_ become"),
+    ("[uwsgi]\nenv = UWSGI_HTTP_SOCKET=0.0.0.0:9090\n", 2, "option 'env' belongs in environment.sh"),
     ("[uwsgi]\nuwsgi_deploy_dollar = x\n", 2, "option 'uwsgi_deploy_dollar' is a placeholder the deployer"),
     # lines uWSGI reads differently than they look
     ("[uwsgi]\nmodule = app%\nhttp-socket = 0.0.0.0:9090\n", 2, "a '%' ending a line makes uWSGI join it"),
@@ -327,7 +329,7 @@ def test_an_ini_that_is_not_a_regular_file_is_refused_at_once(world):
 
 
 def test_users_text_is_kept_and_the_deployers_block_follows_under_its_own_header(world):
-    text = "; comment\n[uwsgi]\nenv = A=1\nenv = B=2  ; keep\n\n[other]\nenv = C=3"
+    text = "; comment\n[uwsgi]\nmodule = a\nprocname-prefix = B=2  ; keep\n\n[other]\nenv = C=3"
     ini = write(os.path.join(world, "uwsgi.ini"), text)
     env_file = write(os.path.join(world, "env"), "D=4\n")
     result = run_tool("uwsgi-ini-expand", "--env", env_file, "--chdir", "/srv/app", ini)

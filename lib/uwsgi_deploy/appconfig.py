@@ -17,7 +17,8 @@ import sys
 from dotenv.parser import parse_stream
 
 from . import DeployError
-from .envfile import NAME, UWSGI_PREFIX, parse_env_text, read_env_file
+from .envfile import (MAX_VALUE_BYTES, NAME, UWSGI_PREFIX, check_environment_size, check_value_size,
+                      parse_env_text, read_env_file)
 from .files import read_text_if_exists
 from .inventory import selected_apps
 from .layout import hidden_temporaries, hidden_temporary
@@ -98,22 +99,30 @@ def check_name(name):
 
 
 def check_value(name, value):
-    """Refuse, naming NAME but never showing the value, what uWSGI cannot carry."""
+    """Refuse, naming NAME but never showing the value, what uWSGI cannot
+    carry and what is over the size limit."""
+    check_value_size(name, value)
     escape_value(value, name)
 
 
 def read_value(name, stdin):
     """The value from stdin: a terminal is asked without echo; from a pipe one
-    trailing newline (as echo adds) is dropped."""
+    trailing newline (as echo adds) is dropped. At most MAX_VALUE_BYTES (and
+    that newline) are read: a longer value is refused without reading on."""
     if stdin.isatty():
         return getpass.getpass(f"value of {name} (not echoed): ")
-    data = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read()
-    if isinstance(data, bytes):
-        try:
-            data = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise DeployError(f"{name}: the value on stdin is not UTF-8 text") from None
-    return data[:-1] if data.endswith("\n") else data
+    source = stdin.buffer if hasattr(stdin, "buffer") else stdin
+    data = source.read(MAX_VALUE_BYTES + 2)   # a longer stdin is never read further
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogateescape")
+    data = data[:-1] if data.endswith(b"\n") else data
+    if len(data) > MAX_VALUE_BYTES:
+        raise DeployError(f"{name}: the value on stdin is longer than the {MAX_VALUE_BYTES} bytes a "
+                          "variable may hold")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DeployError(f"{name}: the value on stdin is not UTF-8 text") from None
 
 
 class Change:
@@ -140,6 +149,7 @@ class Change:
                 raise DeployError(f"{self.name}: the value would not read back unchanged from "
                                   f"{self.path} (python-dotenv expands '${{...}}' in it)")
         deploy_options(entries)
+        check_environment_size(entries, f"the variables of {self.path}")
 
     def apply(self):
         self.before = read_text_if_exists(self.path)
@@ -208,4 +218,4 @@ def config(app_name, action=None, name=None, environ=None, stdin=None, out=None)
     try:
         change_and_restart(settings, app, Change(app, name, value, report), environ)
     except Unchanged as unchanged:
-        report.stage(unchanged)
+        report.stage(str(unchanged))

@@ -1,5 +1,5 @@
 """The first half of a deploy (pipeline.py): the candidate, checkout ..
-probe. The new version is checked out, set up and started on its own
+probe and the check of what it opened (inspect). The new version is checked out, set up and started on its own
 socket, where it takes no traffic: everything done here can be abandoned
 (abandon), and any failure is. Each stage is a method; build() runs them in
 order, handing each what the one before produced (a Checkout, the variables,
@@ -13,12 +13,14 @@ from .checkout import deploy_dir, export_tree, inside
 from .envfile import check_server_side, read_env_files
 from .layout import create_directories
 from .links import remove_if_exists
+from .listeners import LinkWatch, check_candidate
 from .paths import tools_first
 from .probe import free_loopback_port, wait_for_200
 from .setup_script import make_executable, run_setup
 from .stages import StageFailed
 from .stats import poke
 from .uwsgi_ini import expand_ini, log_cap_options
+from .uwsgi_options import allowed_options
 from .vassal import died_while_starting, log_tail, remove_vassal, wait_vassal_gone, wait_workers_accepting, \
     write_vassal_ini
 from .venv_key import REQUIREMENTS_FILE
@@ -66,7 +68,8 @@ class VassalConfig:
             logs += log_cap_options(self.version.log, self.version.log_backup, log_cap)
         return expand_ini(self.ini, list(self.entries), chdir=self.deploy_dir,
                           extra=[("need-app", "true"), *logs,
-                                 ("stats", self.version.stats_socket), listen])
+                                 ("stats", self.version.stats_socket), listen],
+                          allowed=allowed_options(self.settings.ini_allow.split()))
 
 
 class Candidate:
@@ -78,14 +81,16 @@ class Candidate:
         self.settings, self.report = request.settings, stages.report
 
     def build(self):
-        """checkout, env, setup, expand, probe, reconfigure; a failure raises
-        (the caller abandons the candidate)."""
+        """checkout, env, setup, expand, probe, reconfigure, inspect; a failure
+        raises (the caller abandons the candidate)."""
         checkout = self.checkout()
         entries = self.read_env(checkout)
         self.setup(checkout, entries)
         vassal = self.expand(checkout, entries)
+        watch = LinkWatch(self.settings, self.version.app)
         self.probe(vassal)
         self.reconfigure(vassal)
+        self.inspect(watch)
 
     def checkout(self):
         source = self.request.source
@@ -174,6 +179,12 @@ class Candidate:
         with self.stages.stage("reconfigure", f"Moving {self.version.run_name} to its socket"):
             self.start(vassal, ("socket", self.version.socket), "unix:" + self.version.socket,
                        self.settings.ready_timeout, first_start=False)
+
+    def inspect(self, watch):
+        """What the candidate opened, from /proc (listeners.py)."""
+        with self.stages.stage("inspect", f"Checking what {self.version.run_name} listens on"):
+            processes, sockets = check_candidate(self.settings, self.version, watch)
+            self.report.say(f"{processes} processes, {sockets} sockets: none listens but its own socket and stats")
 
     def start(self, vassal, listen, target, timeout, first_start):
         """Write the vassal listening on `listen` and wait until target answers

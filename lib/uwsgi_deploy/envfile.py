@@ -22,6 +22,14 @@ from .files import read_text
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 UWSGI_PREFIX = "UWSGI_"
+# Every exec of the app's environment (setup, deploy-run, uWSGI re-executing
+# itself on a reload) must fit the kernel's limits: one NAME=value string at
+# most 128 KiB (MAX_ARG_STRLEN), all of argv and the environment at most a
+# quarter of the stack limit (2 MiB with the usual 8 MiB). A value may hold
+# 64 KiB and all of an app's variables 256 KiB, which leaves the rest of the
+# environment (the account's, the tools') and argv more than 1.5 MiB.
+MAX_VALUE_BYTES = 64 * 1024
+MAX_ENVIRONMENT_BYTES = 256 * 1024
 SHELLISM = re.compile(r"\$[A-Za-z_]|\$\(|`")
 QUOTE_AFTER_EQUALS = re.compile(r"\s*(?:export\s+)?(?:'[^']*'|[^=]*?)\s*=\s*(['\"]?)")
 
@@ -106,6 +114,28 @@ def check_app_variable(entry):
                           "uWSGI options when the app reloads; rename it")
 
 
+def variable_bytes(name, value):
+    """What NAME=value costs in an exec's environment: the string, its NUL
+    and its pointer."""
+    return len(name.encode()) + 1 + len(value.encode("utf-8", "surrogateescape")) + 1 + 8
+
+
+def check_value_size(name, value, where=None):
+    """Refuse (naming where and NAME, never the value) a value over MAX_VALUE_BYTES."""
+    size = len(value.encode("utf-8", "surrogateescape"))
+    if size > MAX_VALUE_BYTES:
+        raise DeployError(f"{where + ': ' if where else ''}{name}: the value is {size} bytes, more than "
+                          f"the {MAX_VALUE_BYTES} a variable may hold")
+
+
+def check_environment_size(entries, what="the app's variables"):
+    """Refuse entries (EnvEntry) that together exceed MAX_ENVIRONMENT_BYTES."""
+    total = sum(variable_bytes(entry.name, entry.value) for entry in entries)
+    if total > MAX_ENVIRONMENT_BYTES:
+        raise DeployError(f"{what} take {total} bytes, more than {MAX_ENVIRONMENT_BYTES}: every exec of "
+                          "the app (setup, deploy-run, uWSGI's reload) would risk failing with E2BIG")
+
+
 def check_server_side(path, warn):
     """A server-side env file holds secrets. One that another user can write
     is refused: they could add variables (LD_PRELOAD, PYTHONPATH) that run
@@ -126,7 +156,9 @@ def check_server_side(path, warn):
 def read_env_files(paths, base_environ=None, warn=None):
     """Merge an app's env files in order (later files win); ${VAR} sees
     earlier files' values, then base_environ. Returns {name: EnvEntry} in
-    first-seen order. A UWSGI_ name is refused (check_app_variable)."""
+    first-seen order. A UWSGI_ name is refused (check_app_variable), and so
+    are a value or a whole over the size limits (MAX_VALUE_BYTES,
+    MAX_ENVIRONMENT_BYTES)."""
     merged = {}
     base_environ = base_environ or {}
 
@@ -138,5 +170,7 @@ def read_env_files(paths, base_environ=None, warn=None):
     for path in paths:
         for entry in read_env_file(path, lookup, warn):
             check_app_variable(entry)
+            check_value_size(entry.name, entry.value, entry.where)
             merged[entry.name] = entry
+    check_environment_size(merged.values(), f"the variables of {', '.join(paths)}")
     return merged

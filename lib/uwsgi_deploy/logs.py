@@ -4,7 +4,14 @@ Without a version it is the live version's log (the run that ~/run/APP.socket
 points at). The tail comes first; following prints what is appended, and when
 a deploy (or a configuration restart) puts another run live it prints the rest
 of the old log, a marker line, and goes on from the start of the new log.
-Bytes pass through as uWSGI wrote them."""
+
+What the app and its clients wrote can hold terminal escapes (a request for
+`/<ESC>]2;...`) that would act on the reader's terminal: control characters
+but tab and newline (C0, DEL, C1) and Unicode's bidirectional overrides are
+shown as `\\xNN` or `\\uNNNN`, and bytes that are not UTF-8 as U+FFFD, unless
+raw. The tail is found by reading the log backwards from its end, one block
+at a time: each byte at most once, whatever -n asks."""
+import codecs
 import os
 import select
 import sys
@@ -20,20 +27,57 @@ POLL = 0.2         # seconds between looks at the log and the live link
 BLOCK = 64 * 1024
 
 
-def tail(stream, count):
-    """The last count lines of an open binary file (all of them if fewer),
-    leaving the file positioned at its end."""
+def tail_start(stream, count):
+    """Where the last count lines of an open binary file begin (0 if it has
+    fewer), read backwards from its end one BLOCK at a time. A newline ends a
+    line; the last line need not have one."""
     end = stream.seek(0, os.SEEK_END)
-    if count == 0:
-        return b""
-    start, data = end, b""
-    while start > 0 and data.count(b"\n") <= count:
-        start = max(0, start - BLOCK)
+    if count == 0 or end == 0:
+        return end
+    stream.seek(end - 1)
+    position = end - 1 if stream.read(1) == b"\n" else end   # the last line's own newline
+    found = 0
+    while position > 0:
+        start = max(0, position - BLOCK)
         stream.seek(start)
-        data = stream.read(end - start)
-    stream.seek(end)
-    lines = data.splitlines(keepends=True)
-    return b"".join(lines[-count:])
+        block = stream.read(position - start)
+        index = len(block)
+        while (index := block.rfind(b"\n", 0, index)) >= 0:
+            found += 1
+            if found == count:
+                return start + index + 1
+        position = start
+    return 0
+
+
+def copy_tail(stream, count, out, shown):
+    """Write the last count lines of stream to out through shown (a Shown),
+    leaving stream at its end."""
+    end = stream.seek(0, os.SEEK_END)
+    stream.seek(tail_start(stream, count))
+    while stream.tell() < end:
+        out.write(shown(stream.read(min(BLOCK, end - stream.tell()))))
+
+
+# What a terminal would act on: C0 controls but tab and newline, DEL, C1
+# controls, and Unicode's bidirectional embeddings, overrides and isolates.
+CONTROLS = {code: f"\\x{code:02x}" for code in [*range(0x20), 0x7f, *range(0x80, 0xa0)] if code not in (9, 10)}
+CONTROLS.update({code: f"\\u{code:04x}" for code in [*range(0x202a, 0x202f), *range(0x2066, 0x206a)]})
+
+
+class Shown:
+    """Bytes of a log as they are shown: raw, or decoded (across calls: a
+    character split between two reads is decoded whole) with controls made
+    visible."""
+
+    def __init__(self, raw=False):
+        self.raw = raw
+        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def __call__(self, data, final=False):
+        if self.raw:
+            return data
+        return self.decoder.decode(data, final).translate(CONTROLS).encode("utf-8")
 
 
 def run_logs(version):
@@ -83,14 +127,15 @@ class Follower:
     """Prints what is appended to a log; with the app, moves to the next live
     run's log when the live link changes."""
 
-    def __init__(self, stream, path, run, out, app=None):
+    def __init__(self, stream, path, run, out, app=None, shown=None):
         self.stream, self.path, self.run, self.out, self.app = stream, path, run, out, app
+        self.shown = shown or Shown()
 
     def copy(self):
         """Print what was appended; False when there was nothing."""
         data = self.stream.read(BLOCK)
         if data:
-            self.out.write(data)
+            self.out.write(self.shown(data))
             self.out.flush()
         return bool(data)
 
@@ -110,6 +155,7 @@ class Follower:
             return
         while self.copy():
             pass
+        self.out.write(self.shown(b"", final=True))
         self.out.write(f"==> {live.run_name} is live: following {live.log} <==\n".encode())
         self.out.flush()
         self.stream.close()
@@ -126,8 +172,8 @@ class Follower:
             time.sleep(poll)
 
 
-def logs(app_name, prefix=None, lines=DEFAULT_LINES, follow=False, environ=None, out=None):
-    """deploy-logs APP [REV] [-n N] [-f]."""
+def logs(app_name, prefix=None, lines=DEFAULT_LINES, follow=False, environ=None, out=None, raw=False):
+    """deploy-logs APP [REV] [-n N] [-f] [--raw]."""
     out = out or sys.stdout.buffer
     if lines < 0:
         raise DeployError(f"-n must be 0 or more, not {lines}")
@@ -135,11 +181,12 @@ def logs(app_name, prefix=None, lines=DEFAULT_LINES, follow=False, environ=None,
     [app] = selected_apps(settings, app_name)
     run, path = log_of(app, prefix)
     stream = open_log(path)
+    shown = Shown(raw)
     try:
-        out.write(tail(stream, lines))
+        copy_tail(stream, lines, out, shown)
         out.flush()
         if follow:
-            follower = Follower(stream, path, run, out, app if prefix is None else None)
+            follower = Follower(stream, path, run, out, app if prefix is None else None, shown)
             try:
                 follower.run_until_reader_gone()
             finally:

@@ -70,10 +70,13 @@ SETTINGS = (
     Setting("vassal_log_max_mb", "20", int,
             "a version's uWSGI log is kept under this size in MiB: a bigger one becomes the one old copy"
             " (0: no cap)"),
+    Setting("ini_allow", "", str,
+            "uwsgi.ini options apps may set beyond the built-in allow-list, space-separated "
+            "(docs/security.md; never the deployer's own, includes, set/if/for or env)"),
 )
 BY_VARIABLE = {s.variable: s for s in SETTINGS}
 NOT_PATHS = {s.name for s in SETTINGS if s.kind is not str} | {"branch", "ping_path", "probe_via", "venv_installer",
-                                                               "fleet_batch"}
+                                                               "fleet_batch", "ini_allow"}
 FLEET_BATCH = re.compile(r"([1-9][0-9]*%?)?\Z")
 CHOICES = {"probe_via": ("http", "socket"), "venv_installer": ("uv", "pip")}
 

@@ -23,7 +23,7 @@ COMMANDS = (
     ("deploy-status", "[APP] [--json] [--fleet]",
      "what runs: live version, /ping, versions, deploys; --fleet: on each host"),
     ("deploy-version", "--previous APP | APP REV", "roll back; --prepare/--commit/--abort: a fleet's phases"),
-    ("deploy-logs", "APP [REV] [-n N] [-f]", "the tail of the live (or REV's) uWSGI log; -f follows deploys"),
+    ("deploy-logs", "APP [REV] [-n N] [-f] [--raw]", "the tail of the live (or REV's) uWSGI log; -f follows deploys"),
     ("deploy-config", "APP [set NAME | unset NAME]", "the app's variable names; set reads the value from stdin"),
     ("deploy-cleanup", "[N] [--dry-run] [--app APP]", "remove all but the N latest versions of each app"),
     ("deploy-run", "APP -- CMD [ARGS...]", "run a one-off command as the live version would"),

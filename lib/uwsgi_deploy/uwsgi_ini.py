@@ -14,7 +14,7 @@ import shlex
 from . import DeployError
 from .envfile import read_env_files
 from .files import read_text
-from .uwsgi_options import SECTION, check_app_ini
+from .uwsgi_options import ALLOWED, SECTION, check_app_ini
 
 PLACEHOLDERS = {"$": "uwsgi_deploy_dollar", "@": "uwsgi_deploy_at"}
 PLACEHOLDER_LINES = [f"{name}={char}" for char, name in PLACEHOLDERS.items()]
@@ -49,15 +49,15 @@ class UwsgiIni:
     their own at the end, so uWSGI applies them whatever section, header or
     line came before."""
 
-    def __init__(self, text, path):
+    def __init__(self, text, path, allowed=ALLOWED):
         self.path = path
-        check_app_ini(text, path)
+        check_app_ini(text, path, allowed)
         self.original = text if text.endswith("\n") or not text else text + "\n"
         self.added = []
 
     @classmethod
-    def read(cls, path):
-        return cls(read_text(path), path)
+    def read(cls, path, allowed=ALLOWED):
+        return cls(read_text(path), path, allowed)
 
     def add_options(self, options, comment="added by uwsgi-deploy"):
         """Append (option, raw value) lines to the deployer's block."""
@@ -104,14 +104,15 @@ def log_cap_options(log, backup, max_bytes):
     return [("attach-daemon", check)]
 
 
-def expand_ini(ini_path, env_entries, chdir=None, extra=()):
-    """The text of ini_path with the deployer's lines added to [uwsgi]."""
-    ini = UwsgiIni.read(ini_path)
+def expand_ini(ini_path, env_entries, chdir=None, extra=(), allowed=ALLOWED):
+    """The text of ini_path with the deployer's lines added to [uwsgi];
+    allowed: the options the app may set (uwsgi_options.allowed_options)."""
+    ini = UwsgiIni.read(ini_path, allowed)
     ini.add_options(deploy_options(env_entries, chdir, extra))
     return ini.text()
 
 
-def expand_with_env_files(ini_path, env_paths, chdir=None, base_environ=None, warn=None):
+def expand_with_env_files(ini_path, env_paths, chdir=None, base_environ=None, warn=None, allowed=ALLOWED):
     """expand_ini with the variables of env files (later files win)."""
     entries = read_env_files(env_paths, base_environ, warn)
-    return expand_ini(ini_path, entries.values(), chdir)
+    return expand_ini(ini_path, entries.values(), chdir, allowed=allowed)

@@ -1,0 +1,252 @@
+"""What a candidate opened, seen from /proc rather than read from its ini.
+
+After the probe and before the switch, the candidate's processes (its master
+and workers, from its stats socket and the Emperor's, and every process
+descended from them) are found, their open sockets read from /proc/PID/fd
+(`socket:[INODE]`) and matched against the kernel's socket tables as the
+master's network namespace shows them (/proc/PID/net/tcp, tcp6, udp, udp6,
+udplite, udplite6, raw, raw6, packet, unix). A TCP socket that listens, a
+UDP socket bound to a port and not connected to one peer, any raw or packet
+socket, or a unix socket that listens (or a bound datagram one) other than
+the version's own socket and stats socket, refuses the version: each is a
+way in that skips nginx, however it was opened (an option the parser did not
+know, a plugin, the app's import-time code).
+
+Other apps' live links (~/run/APP.socket) are compared before and after the
+probe: a candidate that replaced one (uWSGI unlinks a socket path before it
+binds it) is refused, naming the link.
+
+What it cannot see: a socket opened after the check (by a thread, a timer,
+the first request), and a process that left the candidate's process tree
+(double fork) before the check. docs/security.md says so."""
+import ipaddress
+import os
+import re
+import stat
+import struct
+
+from . import DeployError
+from .layout import REV_LENGTH
+from .links import switch_symlink
+from .stats import read_stats, vassal_state
+from .vassal import kill_pids
+
+TCP_LISTEN = "0A"
+UNIX_LISTENING = 0x10000   # __SO_ACCEPTCON in /proc/net/unix's Flags
+UNIX_TYPES = {1: "unix stream", 2: "unix datagram", 5: "unix seqpacket"}
+INET_TABLES = ("tcp", "tcp6", "udp", "udp6", "udplite", "udplite6", "raw", "raw6")
+SOCKET_LINK = re.compile(r"socket:\[(\d+)\]\Z")
+
+
+def _read(path):
+    try:
+        with open(path, encoding="ascii", errors="replace") as stream:
+            return stream.read()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return ""
+
+
+def parent_pids():
+    """{pid: parent pid} of every process now (from /proc/PID/stat: the
+    kernel here has no /proc/PID/task/TID/children)."""
+    parents = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            stat = _read(f"/proc/{name}/stat")
+            fields = stat.rpartition(")")[2].split()
+            if len(fields) > 1:
+                parents[int(name)] = int(fields[1])
+    return parents
+
+
+def process_tree(roots):
+    """roots and every process descended from them, alive now."""
+    children = {}
+    for pid, parent in parent_pids().items():
+        children.setdefault(parent, []).append(pid)
+    found, todo = set(), [pid for pid in roots if os.path.exists(f"/proc/{pid}")]
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found.add(pid)
+            todo.extend(children.get(pid, []))
+    return found
+
+
+def candidate_pids(settings, version):
+    """(roots, all): the candidate's master and workers (its stats socket,
+    and the Emperor's record of its vassal), and those with their descendants."""
+    stats = read_stats(version.stats_socket)
+    if stats is None:
+        raise DeployError(f"its stats socket {version.stats_socket} does not answer")
+    roots = {stats.get("pid")} | {worker.get("pid") for worker in stats.get("workers", [])}
+    state = vassal_state(read_stats(settings.emperor_stats), os.path.basename(version.vassal_ini))
+    if state:
+        roots.add(state.get("pid"))
+    roots = {pid for pid in roots if isinstance(pid, int) and pid > 0}
+    return roots, process_tree(roots)
+
+
+def socket_inodes(pids):
+    """{inode: lowest pid holding it} of the sockets pids have open."""
+    inodes = {}
+    for pid in sorted(pids):
+        try:
+            names = os.listdir(f"/proc/{pid}/fd")
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        for name in names:
+            try:
+                match = SOCKET_LINK.match(os.readlink(f"/proc/{pid}/fd/{name}"))
+            except OSError:
+                continue
+            if match:
+                inodes.setdefault(int(match.group(1)), pid)
+    return inodes
+
+
+def inet_address(text):
+    """`0100007F:1F90` (as /proc/net/tcp shows it) -> ('127.0.0.1', 8080)."""
+    host, port = text.split(":")
+    raw = bytes.fromhex(host)
+    words = struct.unpack(f"<{len(raw) // 4}I", raw)   # each 32-bit word in host (little-endian) order
+    packed = struct.pack(f">{len(words)}I", *words)
+    return str(ipaddress.ip_address(packed)), int(port, 16)
+
+
+def show(host, port):
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def inet_findings(net, inodes):
+    """(what, address, inode) for each listening or bound inet socket of inodes."""
+    for table in INET_TABLES:
+        lines = _read(os.path.join(net, table)).splitlines()[1:]
+        protocol = table.rstrip("6")
+        for line in lines:
+            parts = line.split()
+            if len(parts) < 10 or not parts[9].isdigit() or int(parts[9]) not in inodes:
+                continue
+            local, remote = inet_address(parts[1]), inet_address(parts[2])
+            if protocol == "tcp":
+                if parts[3] == TCP_LISTEN:
+                    yield "tcp listener", show(*local), int(parts[9])
+            elif protocol in ("udp", "udplite"):
+                if local[1] and not remote[1]:
+                    yield f"{protocol} socket bound", show(*local), int(parts[9])
+            else:
+                yield f"{protocol} socket", show(*local), int(parts[9])
+
+
+def packet_findings(net, inodes):
+    for line in _read(os.path.join(net, "packet")).splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 9 and parts[8].isdigit() and int(parts[8]) in inodes:
+            yield "packet socket", "", int(parts[8])
+
+
+def unix_findings(net, inodes, own_paths):
+    """Listening (or bound datagram) unix sockets of inodes but own_paths."""
+    for line in _read(os.path.join(net, "unix")).splitlines()[1:]:
+        parts = line.split(None, 7)
+        if len(parts) < 7 or not parts[6].isdigit() or int(parts[6]) not in inodes:
+            continue
+        path = parts[7].strip() if len(parts) > 7 else ""
+        kind = UNIX_TYPES.get(int(parts[4], 16), "unix")
+        listening = int(parts[3], 16) & UNIX_LISTENING
+        if path in own_paths:
+            continue
+        if listening:
+            yield f"{kind} listener", path or "(unnamed)", int(parts[6])
+        elif path and kind == "unix datagram":
+            yield f"{kind} bound", path, int(parts[6])
+
+
+def findings(pids, own_paths):
+    """['udp socket bound 0.0.0.0:9999 (pid 123)', ...]: whatever pids opened
+    that takes connections or datagrams, but own_paths."""
+    inodes = socket_inodes(pids)
+    if not inodes:
+        return []
+    net = f"/proc/{min(pids)}/net"
+    found = [*inet_findings(net, inodes), *packet_findings(net, inodes), *unix_findings(net, inodes, own_paths)]
+    return [f"{what} {address} (pid {inodes[inode]})".replace("  ", " ") for what, address, inode in found]
+
+
+class LinkWatch:
+    """Other apps' live links (~/run/APP.socket -> APP-<rev>.socket) as they
+    were when it was made; changed() names those a candidate took over."""
+
+    def __init__(self, settings, app):
+        self.run_dir, self.app = settings.run_dir, app
+        self.before = self.links()
+
+    def links(self):
+        links = {}
+        try:
+            names = os.listdir(self.run_dir)
+        except FileNotFoundError:
+            return links
+        for name in names:
+            path = os.path.join(self.run_dir, name)
+            if name.endswith(".socket") and name != os.path.basename(self.app.live_socket) and os.path.islink(path):
+                try:
+                    links[name] = os.readlink(path)
+                except OSError:
+                    pass
+        return links
+
+    def restore(self, names):
+        """Put back the links names (from changed()) as they were."""
+        for name in names:
+            path = os.path.join(self.run_dir, name)
+            if not os.path.isdir(path):
+                switch_symlink(path, self.before[name])
+
+    def changed(self):
+        """{name: what happened} of the other apps' links that no longer lead
+        to one of their own app's sockets. A link another deploy switched
+        meanwhile (to OTHER-<rev>[.N].socket) has not changed."""
+        changed = {}
+        for name, target in sorted(self.before.items()):
+            path = os.path.join(self.run_dir, name)
+            own = re.compile(re.escape(name[:-len(".socket")]) + r"-[0-9a-f]{%d}(\.[1-9][0-9]*)?\.socket\Z"
+                             % REV_LENGTH)
+            try:
+                now = os.readlink(path)
+                if now == target or own.match(now):
+                    continue
+                what = f"now leads to {now}"
+            except FileNotFoundError:
+                what = "gone"
+            except OSError:
+                what = "now a socket" if _is_socket(path) else "no longer a link"
+            changed[name] = f"{path} (was -> {target}, {what})"
+        return changed
+
+
+def _is_socket(path):
+    try:
+        return stat.S_ISSOCK(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def check_candidate(settings, version, watch):
+    """Refuse the candidate if it opened a way in beside its own socket and
+    stats socket, or took over another app's live link (which is put back
+    first). Returns (processes, sockets) looked at, for the report."""
+    roots, pids = candidate_pids(settings, version)
+    found = findings(pids, {version.socket, version.stats_socket})
+    taken = watch.changed()
+    problems = []
+    if taken:
+        watch.restore(taken)
+        problems.append(f"another app's live link changed while {version.run_name} started: "
+                        + "; ".join(taken.values()) + " (put back)")
+    if found:
+        problems.append(f"{version.run_name} opened what nginx does not reach: " + "; ".join(found))
+    if problems:
+        kill_pids(sorted(pids - roots))   # its master and workers go with its vassal; nothing else would
+        raise DeployError("; and ".join(problems) + " (docs/security.md)")
+    return len(pids), len(socket_inodes(pids))
