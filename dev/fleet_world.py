@@ -21,16 +21,18 @@ import time
 
 import requests
 
+from load import LoadLoop, SlowRequests
 from accounts import create_deploy_account, remove_account, start_sshd
 import sandbox_server as base
-from sandbox_server import CHECKOUT as ROOT, TEST_INI, write
+from sandbox_server import CHECKOUT as ROOT, TEST_INI, wait_until, write
 from uwsgi_deploy.stats import read_stats
 from uwsgi_deploy.layout import App
 
 APP = "app"
 # The test app, with two faults a commit can switch on for one host (named in
 # the commit's environment.sh; each host's ~/environment.sh says its name):
-# BREAK_SETUP_ON=hN makes setup fail there; CRASH_ON=hN makes the version's
+# BREAK_SETUP_ON=hN makes setup fail there; SLOW_SETUP_ON=hN with
+# SLOW_SETUP_SECONDS=S makes it take S seconds there, printing nothing; CRASH_ON=hN makes the version's
 # workers die once it is live there (from its third /ping on: the probe and
 # the commit's check come first, then the watch's).
 FLEET_APP = '''import os, time
@@ -62,6 +64,9 @@ def application(environ, start_response):
     return [VERSION.encode()]
 '''
 FLEET_SETUP = """#!/bin/sh
+if [ -n "$SLOW_SETUP_ON" ] && [ "$SLOW_SETUP_ON" = "$HOST_NAME" ]; then
+    sleep "$SLOW_SETUP_SECONDS"    # a long dependency build, silent all along
+fi
 if [ -n "$BREAK_SETUP_ON" ] && [ "$BREAK_SETUP_ON" = "$HOST_NAME" ]; then
     echo "setup breaks on $HOST_NAME, as this commit asks" >&2
     exit 3
@@ -69,6 +74,7 @@ fi
 echo "setup ran on $HOST_NAME"
 """
 PLAYBOOK = os.path.join(ROOT, "share", "fleet")
+WORKERS = 4   # processes in the fleet app's uwsgi.ini
 
 
 def run(argv, **kwargs):
@@ -112,6 +118,48 @@ class Host:
 
     def prepared_records(self):
         return sorted(n for n in os.listdir(self.box.settings.run_dir) if n.endswith(".prepared"))
+
+    def sshd_pids(self):
+        """This host's sshd: the listener and every sshd process under it
+        (each connection's monitor and session), not what those run."""
+        with open(os.path.join(self.box.root, "keys", "sshd.pid")) as stream:
+            listener = int(stream.read())
+        children = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as stream:
+                        parent = int(stream.read().rsplit(")", 1)[1].split()[1])
+                    executable = os.readlink(f"/proc/{entry}/exe")
+                except OSError:
+                    continue
+                if executable == "/usr/sbin/sshd":
+                    children.setdefault(parent, []).append(int(entry))
+        pids, frontier = [listener], [listener]
+        while frontier:
+            for child in children.get(frontier.pop(), []):
+                pids.append(child)
+                frontier.append(child)
+        return pids
+
+    def cut_off(self):
+        """A partition, as the primary sees it: this host's sshd (listener and
+        connections) stops (SIGSTOP, by PID): a connection open to it, or a new
+        one, gets no answer, while the host's own processes (a phase it was
+        running, its Emperor, nginx) go on. heal() ends it."""
+        self.stopped = self.sshd_pids()
+        for pid in self.stopped:
+            os.kill(pid, signal.SIGSTOP)
+        return self.stopped
+
+    def heal(self):
+        """The host comes back: its sshd processes continue (SIGCONT)."""
+        for pid in getattr(self, "stopped", []):
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        self.stopped = []
 
     def ssh(self, command, timeout=300):
         """`ssh ACCOUNT@127.0.0.1 COMMAND` with the developer's key."""
@@ -229,7 +277,8 @@ class FleetWorld:
         """A line in the primary's ~/deploy.conf (None: no deploy.conf)."""
         path = os.path.join(self.primary.home, "deploy.conf")
         if value is None:
-            os.unlink(path)
+            if os.path.exists(path):
+                os.unlink(path)
             return
         write(path, f"{name}={value}\n", 0o600)
         shutil.chown(path, self.primary.user, self.primary.user)
@@ -279,6 +328,81 @@ class FleetWorld:
             stop_account_processes(controller.pw_uid)
             remove_account(controller)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+# -- what the fleet tests share ----------------------------------------------------------
+class FleetLoad:
+    """On every host's nginx: a fast request loop, and slow requests that fill
+    every worker at times; each counts what its clients saw."""
+
+    def __init__(self, fleet, order):
+        """order: the versions' texts, oldest first (LoadLoop counts a client
+        that goes back to an older one)."""
+        self.fleet = fleet
+        self.fast = {h.name: LoadLoop(h.url, order, clients=2, max_seconds=300, max_requests=200000)
+                     for h in fleet.hosts}
+        self.slow = {h.name: SlowRequests(h.box.url("/slow?2"), interval=3, burst=WORKERS, max_requests=120)
+                     for h in fleet.hosts}
+
+    def __enter__(self):
+        for part in [*self.fast.values(), *self.slow.values()]:
+            part.__enter__()
+        for loop in self.fast.values():
+            loop.wait_for(50)
+        return self
+
+    def __exit__(self, *exc):
+        for part in [*self.slow.values(), *self.fast.values()]:
+            part.__exit__(*exc)
+
+    def report(self):
+        """What the clients saw, per host: printed for the test's log."""
+        lines = []
+        for name in self.fast:
+            lines.append(f"{name}: {self.fast[name].summary()}; {self.slow[name].summary()}")
+        print("\n".join(lines))
+        return lines
+
+    def failed(self):
+        """{host: (fast errors and non-200s, slow errors and non-200s)} where any."""
+        failed = {}
+        for name in self.fast:
+            bad = [(dict(p.errors), {s: n for s, n in p.statuses.items() if s != 200})
+                   for p in (self.fast[name], self.slow[name])]
+            if any(errors or statuses for errors, statuses in bad):
+                failed[name] = bad
+        return failed
+
+
+def live_everywhere(fleet, version):
+    """Make every host serve a version saying `version` (a fleet push); its rev."""
+    commit = fleet.commit(version)
+    result = fleet.push()
+    assert result.returncode == 0, result.stderr
+    return commit[:12]
+
+
+def same_version_everywhere(fleet):
+    """The rev every host serves, after a fleet push if they disagree."""
+    lives = set(fleet.lives().values())
+    if len(lives) == 1 and None not in lives:
+        return lives.pop().split("-")[-1].split(".")[0]
+    return live_everywhere(fleet, "fleet-base")
+
+
+def assert_no_candidate_anywhere(fleet, live_rev):
+    """Every host: only its live vassal, in its vassals directory and in its
+    Emperor, and no prepared record."""
+    for host in fleet.hosts:
+        assert host.prepared_records() == [], host.name
+        wanted = [f"{APP}-{live_rev}.ini"]
+        wait_until(lambda: host.vassals() == (wanted, wanted), 60,
+                   f"{host.name} to run only {wanted} (has {host.vassals()})")
+
+
+def pusher_lines(result):
+    return [line.removeprefix("remote: ").rstrip() for line in result.stderr.splitlines()]
+
 
 
 def account_pids(uid):

@@ -232,3 +232,18 @@ def busy_server(server):
     shortens the post-switch watch for tests that are not about it."""
     server.environ.pop("DEPLOY_WATCH", None)
     return server
+
+
+@pytest.fixture(scope="session")
+def fleet_world():
+    """The three-host fleet (dev/fleet_world.py), built once for every fleet
+    test file of the session (building it takes a minute or more): each
+    file's own `fleet` fixture sets what it needs and puts it back."""
+    from fleet_world import FleetWorld
+    world = FleetWorld().build()
+    try:
+        yield world
+    finally:
+        for host in world.hosts:
+            host.heal()
+        world.stop()

@@ -51,7 +51,7 @@ def test_prepare_leaves_a_candidate_that_takes_no_traffic_and_commit_makes_it_li
 
     code, printed, err = phase(server, "prepare", commit)
     assert code == 0, err
-    assert printed == {"version": f"app-{rev}", "prepared": True, "live": f"app-{v1}"}
+    assert printed == {"version": f"app-{rev}", "prepared": True, "live": f"app-{v1}", "live_rev": v1}
     assert f"app-{rev} is prepared" in err and "-----> Running setup" not in err
     for stage in ("Checking out", "Reading environment", "Expanding uwsgi.ini", "Probing"):
         assert f"-----> {stage}" in err

@@ -97,6 +97,17 @@ def relay_status(settings, app_name, as_json):
     return subprocess.run(argv, stdin=subprocess.DEVNULL).returncode
 
 
+def fleet_status(app_name=None, as_json=False, environ=None):
+    """deploy-status --fleet: on a primary with a controller, the
+    controller's answer (the fleet key is the controller's: it asks the
+    hosts); elsewhere (on the controller itself) fleet.status."""
+    settings = load(os.environ if environ is None else environ)
+    if configured(settings):
+        return relay_status(settings, app_name, as_json)
+    from .fleet import status
+    return status(app_name, as_json, environ)
+
+
 def deploy(app_name, commit, batch=None, environ=None):
     """deploy-fleet APP COMMIT [--batch N], on the controller: the fleet
     deploy of a commit pushed into its ~/APP.git; batch: the primary's

@@ -10,18 +10,27 @@ asks every host what it serves: the report after a fleet push, and
 `deploy-status --fleet`.
 
 Ansible is ansible-core from Debian (install.sh), run on the system Python
-like the toolkit; share/fleet/ansible.cfg is its configuration."""
+like the toolkit; share/fleet/ansible.cfg is its configuration.
+
+Under faults (docs/fleet-faults.md): every step on a host is bounded
+(DEPLOY_FLEET_TIMEOUT, DEPLOY_FLEET_PREPARE_TIMEOUT, ssh's keep-alives), the
+playbook's leftovers are ended when it ends, and the deploy keeps a journal
+(fleet_journal.py) that the next fleet deploy reads to undo what a dead
+controller, or a host that could not be reached, left behind."""
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 
-from . import DeployError, controller
+from . import DeployError, fleet_journal
+from .checkout import git
 from .layout import FLEET_INVENTORY_SUFFIX, App
 from .lock import LOCK_HANDOVER_TIMEOUT, DeployLock
 from .paths import share
@@ -31,6 +40,9 @@ from .settings import load
 # the hook's GIT_ variables that name directories, relative to the repository
 GIT_PATH_VARIABLES = ("GIT_DIR", "GIT_OBJECT_DIRECTORY", "GIT_QUARANTINE_PATH")
 GIT_PATH_LISTS = ("GIT_ALTERNATE_OBJECT_DIRECTORIES",)
+LIB_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # the callback's fleet_journal
+# what deploy-status --json says of an app, as a host may say it (fleet_answers.py checks the playbooks' side)
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*-[0-9a-f]{12}(?:\.[1-9][0-9]*)?\Z")
 
 
 def ansible_playbook():
@@ -47,7 +59,7 @@ def playbook_environ(environ, repo=None):
     runs from another directory)."""
     env = {k: v for k, v in environ.items() if not k.startswith("ANSIBLE_")}
     env.update(ANSIBLE_CONFIG=share("fleet", "ansible.cfg"), PYTHONUNBUFFERED="1",
-               ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+               ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", PYTHONPATH=LIB_DIR)
     if repo is not None:
         for name in GIT_PATH_VARIABLES:
             if env.get(name):
@@ -58,16 +70,46 @@ def playbook_environ(environ, repo=None):
     return env
 
 
-def run_playbook(name, inventory, extra_vars, environ, on_line, cwd):
+def run_playbook(name, inventory, extra_vars, environ, on_line, cwd, on_start=None):
     """ansible-playbook share/fleet/NAME; each output line goes to on_line.
     It runs in a session of its own: a pusher who hangs up (SIGHUP) does not
-    stop a fleet deploy half way, which would leave the fleet split."""
+    stop a fleet deploy half way, which would leave the fleet split. When it
+    ends, whatever it left in that session is ended too (a command whose
+    task timed out may still wait on a host): nothing of a deploy that
+    ended acts on a host later."""
     argv = [ansible_playbook(), "-i", inventory, share("fleet", name), "-e", json.dumps(extra_vars)]
     process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                env=environ, cwd=cwd, start_new_session=True, text=True, errors="replace")
-    for line in process.stdout:
-        on_line(line.rstrip("\n"))
-    return process.wait()
+    try:
+        if on_start:
+            on_start(process.pid)
+        for line in process.stdout:
+            on_line(line.rstrip("\n"))
+        return process.wait()
+    finally:
+        end_session(process.pid)
+
+
+def session_pids(session):
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.getsid(int(entry)) == session and int(entry) != os.getpid():
+                    pids.append(int(entry))
+            except OSError:
+                continue
+    return pids
+
+
+def end_session(session):
+    """SIGKILL every process left in the session the playbook led (each by
+    its PID: all were started by it)."""
+    for pid in session_pids(session):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 @contextlib.contextmanager
@@ -143,26 +185,45 @@ class FleetStatus:
                           for h in self.hosts]}
 
 
+def host_status(host, app_name, answer):
+    """One host's answer (status.yml's record of it) as a HostStatus. What
+    the host printed is data, checked here: anything but deploy-status's
+    JSON, with a live version of the app-name pattern, is a host that
+    answered garbage."""
+    if not isinstance(answer, dict) or not answer.get("ok"):
+        error = answer.get("error") if isinstance(answer, dict) else None
+        return HostStatus(host, None, False, printable(error) or "no answer")
+    try:
+        status = json.loads(str(answer.get("stdout") or ""))
+        apps = [a for a in status.get("apps", []) if isinstance(a, dict) and a.get("name") == app_name]
+    except (ValueError, AttributeError, TypeError):
+        return HostStatus(host, None, False, "answered something that is not deploy-status's JSON")
+    if not apps:
+        return HostStatus(host, None, False, f"no app {app_name} there")
+    live, ping = apps[0].get("live"), apps[0].get("answers_ping")
+    if not (live is None or (isinstance(live, str) and RUN_NAME.match(live) and live.startswith(app_name + "-"))) \
+            or not isinstance(ping, bool):
+        return HostStatus(host, None, False, "answered a live version that is no version of the app")
+    return HostStatus(host, live, ping, None)
+
+
+def printable(text, limit=300):
+    text = "".join(c if c.isprintable() else " " for c in str(text or "")).strip()
+    return text[:limit]
+
+
 def parse_answers(app_name, answers):
-    hosts = []
-    for host, answer in answers.items():
-        if not answer.get("ok"):
-            hosts.append(HostStatus(host, None, False, answer.get("error") or "no answer"))
-            continue
-        apps = [a for a in (answer.get("status") or {}).get("apps", []) if a.get("name") == app_name]
-        if not apps:
-            hosts.append(HostStatus(host, None, False, f"no app {app_name} there"))
-            continue
-        hosts.append(HostStatus(host, apps[0].get("live"), bool(apps[0].get("answers_ping")), None))
-    return FleetStatus(app_name, hosts)
+    return FleetStatus(app_name, [host_status(host, app_name, answer) for host, answer in answers.items()])
 
 
-def collect_status(app, environ, cwd, on_line=None):
+def collect_status(app, environ, cwd, on_line=None, settings=None):
     """Ask every host of app's fleet what it serves (share/fleet/status.yml)."""
+    settings = settings or load(environ)
     with tempfile.TemporaryDirectory(prefix="uwsgi-deploy-fleet-") as directory:
         answers_file = os.path.join(directory, "status.json")
         output = []
-        code = run_playbook("status.yml", app.fleet_inventory, {"app": app.name, "status_file": answers_file},
+        extra = {"app": app.name, "status_file": answers_file, "step_timeout": settings.fleet_timeout}
+        code = run_playbook("status.yml", app.fleet_inventory, extra,
                             playbook_environ(environ), on_line or output.append, cwd)
         try:
             with open(answers_file) as stream:
@@ -180,7 +241,76 @@ def report_status(status, report):
 
 
 # -- a push to the primary -------------------------------------------------------------
-def fleet_deploy(settings, app, git_dir, commit, environ, report, precondition=None, hold_lock_until=None):
+def journal_path(app):
+    return os.path.join(app.settings.run_dir, app.name + ".fleet.journal")
+
+
+def timeouts(settings):
+    return {"step_timeout": int(settings.fleet_timeout), "prepare_timeout": int(settings.fleet_prepare_timeout)}
+
+
+def end_controller(record):
+    """The playbook of a controller that died may still run (its hook was
+    killed, not its session): end that session before undoing its work."""
+    session = record.get("session")
+    if not isinstance(session, int) or session <= 1:
+        return
+    try:
+        with open(f"/proc/{session}/cmdline", "rb") as stream:
+            ours = b"ansible-playbook" in stream.read() and os.getsid(session) == session
+    except OSError:
+        return
+    if ours:
+        end_session(session)
+
+
+def recover(settings, app, git_dir, environ, report):
+    """What a fleet deploy cut short left (its journal is still here): it
+    is finished if the push was accepted after all (the branch names its
+    commit), else undone on every host (deploy-version --undo: a candidate
+    removed, a host that serves the commit back on the version before it).
+    Raises if a host could not be reached: a deploy now would fail there too."""
+    path = journal_path(app)
+    record = fleet_journal.read(path)
+    if record is None:
+        return None
+    report.warn(f"a fleet deploy was cut short (its controller died, or a host did not answer): "
+                f"{fleet_journal.describe(record)}")
+    commit = record.get("commit")
+    if "unreadable" in record or not isinstance(commit, str) or not re.match(r"[0-9a-f]{40}\Z", commit):
+        report.warn(f"its journal {path} names no commit: nothing to undo; removing it")
+        fleet_journal.remove(path)
+        return "dropped"
+    end_controller(record)
+    name = f"{app.name}-{commit[:12]}"
+    ref = record.get("ref")
+    if isinstance(ref, str) and ref.startswith("refs/heads/") and git_dir and \
+            git(git_dir, "for-each-ref", "--format=%(objectname)", ref) == commit:
+        report.stage(f"Finished: {ref} names {commit[:12]}, the push was accepted; nothing to undo")
+        fleet_journal.remove(path)
+        return "finished"
+    report.stage(f"Rolling back the fleet deploy of {name} that was cut short, on every host")
+    skip = fleet_journal.hosts_in(record, "live already")
+    failures = []
+
+    def relay(line):
+        report.line(line)
+        if line.startswith(WARN):
+            failures.append(line[len(WARN):].strip())
+    code = run_playbook("undo.yml", app.fleet_inventory, dict(timeouts(settings), app=app.name, commit=commit,
+                                                                skip=skip),
+                        playbook_environ(environ), relay, settings.home)
+    if code != 0:
+        reason = failures[-1] if failures else f"ansible-playbook exited with status {code}"
+        raise DeployError(f"the fleet deploy of {name} that was cut short could not be rolled back on every "
+                          f"host ({reason}); its journal {path} is kept for the next push")
+    fleet_journal.remove(path)
+    report.stage(f"Rolled back: no host keeps anything of {name}")
+    return "rolled back"
+
+
+def fleet_deploy(settings, app, git_dir, commit, environ, report, precondition=None, hold_lock_until=None,
+                 deploy_ref=None):
     """Deploy commit to every host of app's fleet, or to none: the primary's
     pre-receive hook runs this instead of a local deploy. Raises (the push is
     refused) unless every host committed."""
@@ -191,6 +321,7 @@ def fleet_deploy(settings, app, git_dir, commit, environ, report, precondition=N
                     waiting="waiting for another fleet deploy to finish") as lock, hangup_ignored():
         if precondition:
             precondition()
+        recover(settings, app, git_dir, environ, report)
         failures = []
 
         def relay(line):
@@ -198,18 +329,27 @@ def fleet_deploy(settings, app, git_dir, commit, environ, report, precondition=N
             if line.startswith(WARN):
                 failures.append(line[len(WARN):].strip())
         repo = os.path.abspath(git_dir)
-        extra = {"app": app.name, "commit": commit, "source_repo": repo}
+        journal = journal_path(app)
+        fleet_journal.write(journal, {"app": app.name, "commit": commit, "ref": deploy_ref, "phase": "push",
+                                      "controller": os.getpid(), "started": time.time(), "hosts": {}})
+        extra = dict(timeouts(settings), app=app.name, commit=commit, source_repo=repo, journal=journal)
         if settings.fleet_batch:
             extra["commit_batch"] = settings.fleet_batch
         code = run_playbook("deploy.yml", app.fleet_inventory, extra, playbook_environ(environ, repo),
-                            relay, settings.home)
+                            relay, settings.home,
+                            on_start=lambda pid: fleet_journal.update(journal, session=pid))
         report.stage("What every host serves now")
         try:
-            status = collect_status(app, environ, settings.home)
+            status = collect_status(app, environ, settings.home, settings=settings)
             report_status(status, report)
         except DeployError as error:
             status = None
             report.warn(str(error))
+        if status is not None and not status.split:
+            fleet_journal.remove(journal)     # every host on one version: nothing left to undo
+        else:
+            fleet_journal.update(journal, phase="ended", verdict=status.verdict() if status else "unknown")
+            report.warn(f"the fleet journal ({journal}) is kept: the next push undoes what this one left")
         if code != 0:
             reason = failures[-1] if failures else f"ansible-playbook exited with status {code}"
             raise DeployError(f"fleet deploy of {name} refused: {reason}")
@@ -239,22 +379,43 @@ def fleet_apps(settings, app_name=None):
     return apps
 
 
+def journal_state(app):
+    """(state, description) of a fleet deploy app's journal records, or
+    (None, None): "in progress" while a controller holds the fleet lock,
+    else "interrupted" (the next push undoes it)."""
+    record = fleet_journal.read(journal_path(app))
+    if record is None:
+        return None, None
+    try:
+        with DeployLock(app.fleet_lock_file, 0, "deploy-status --fleet", shared=True):
+            state = "interrupted"
+    except DeployError:
+        state = "in progress"
+    return state, fleet_journal.describe(record)
+
+
 def status(app_name=None, as_json=False, environ=None, out=None):
     """deploy-status --fleet: each host's live version, per app with an
-    inventory here; exit status 1 when the hosts of an app disagree."""
+    inventory here, and a fleet deploy cut short; exit status 1 when the
+    hosts of an app disagree, or one was cut short."""
     environ = os.environ if environ is None else environ
     out = out or sys.stdout
     settings = load(environ)
-    if controller.configured(settings):      # the fleet key is the controller's: it asks the hosts
-        return controller.relay_status(settings, app_name, as_json)
-    results = [collect_status(app, environ, settings.home) for app in fleet_apps(settings, app_name)]
+    apps = fleet_apps(settings, app_name)
+    results = [collect_status(app, environ, settings.home, settings=settings) for app in apps]
+    journals = [journal_state(app) for app in apps]
     if as_json:
-        out.write(json.dumps({"fleets": [r.as_dict() for r in results]}, indent=2) + "\n")
+        fleets = [dict(r.as_dict(), deploy={"state": state, "what": what} if state else None)
+                  for r, (state, what) in zip(results, journals)]
+        out.write(json.dumps({"fleets": fleets}, indent=2) + "\n")
     else:
-        for result in results:
+        for result, (state, what) in zip(results, journals):
             out.write(f"{result.app} (fleet of {len(result.hosts)})\n")
             for row in result.lines():
                 out.write(f"  {row}\n")
             out.write(f"  {result.verdict()}\n")
-    return 1 if any(r.split for r in results) else 0
-
+            if state == "interrupted":
+                out.write(f"  INTERRUPTED fleet deploy: {what}; the next push to this host undoes it\n")
+            elif state:
+                out.write(f"  fleet deploy in progress: {what}\n")
+    return 1 if any(r.split for r in results) or any(s == "interrupted" for s, _ in journals) else 0

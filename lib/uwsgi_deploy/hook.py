@@ -110,7 +110,7 @@ def pre_receive(lines, environ, on_stage=None):
         from .fleet import fleet_deploy   # only a fleet's primary pays for its import
         fleet_deploy(settings, app, git_dir, commit, environ, report,
                      precondition=ref_unchanged(git_dir, deploy_ref, old),
-                     hold_lock_until=lambda: ref_value(git_dir, deploy_ref) != old)
+                     hold_lock_until=lambda: ref_value(git_dir, deploy_ref) != old, deploy_ref=deploy_ref)
         return
     Deploy(settings, app.version(commit), "push", PushedCommit(git_dir, commit), environ, report,
            precondition=ref_unchanged(git_dir, deploy_ref, old),

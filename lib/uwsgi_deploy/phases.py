@@ -5,8 +5,14 @@
                       takes no traffic, and waits (candidates.py)
   commit APP REV      switch, watch, retire, link: it goes live
   abort APP REV       its candidate is removed; the live version is untouched
+  undo APP REV        what a fleet deploy of REV did here is undone: its
+                      candidate removed, and if REV is live, the version live
+                      before it (deploy.log's `previous`) deployed again
 
-Each prints its stage lines on stderr, like a push, and one JSON object on
+Each takes an optional deadline (--until EPOCH, the controller's clock): a
+phase that reaches the host after it (a command held up by a partition and
+delivered when the host came back) refuses to run, so that no controller
+changes a host after it gave up on it. Each prints its stage lines on stderr, like a push, and one JSON object on
 stdout for the program that drives it (the fleet playbook): what was live,
 and whether anything changed. Running one again is safe: a live version is
 neither prepared nor committed again, an abort of nothing removes nothing."""
@@ -14,11 +20,13 @@ import json
 import os
 import re
 import sys
+import time
 
-from . import DeployError
+from . import DeployError, expiry
 from .canary import request_abort
 from .candidates import find_prepared, read_record
 from .checkout import git
+from .inventory import History
 from .layout import REV_LENGTH, App
 from .pipeline import Deploy
 from .report import Reporter
@@ -54,6 +62,13 @@ def name_of(version):
     return version.run_name if version else None
 
 
+def check_deadline(phase, until):
+    """Refuse a phase that arrives after the controller's deadline."""
+    if until is not None and time.time() > until:
+        raise DeployError(f"the fleet deploy's deadline passed {time.time() - until:.0f} s ago: "
+                          f"its controller gave up on this host, so the {phase} does not run")
+
+
 def phase_version(app, rev):
     """The version REV names for a commit or an abort: a prepared one, else
     the live one, else (with a whole rev) the one it names."""
@@ -69,7 +84,8 @@ def phase_version(app, rev):
     return version
 
 
-def prepare(app_name, rev, environ=None, out=None):
+def prepare(app_name, rev, environ=None, out=None, until=None):
+    check_deadline("prepare", until)
     environ = os.environ if environ is None else environ
     settings = load(environ)
     app = App(settings, app_name)
@@ -77,10 +93,15 @@ def prepare(app_name, rev, environ=None, out=None):
     version = app.version(commit_id)
     deploy = Deploy(settings, version, FLEET, PushedCommit(app.repo, commit_id), environ, Reporter())
     outcome = deploy.prepare()
-    result(out or sys.stdout, version=version.name, prepared=outcome.changed, live=name_of(outcome.previous))
+    if outcome.changed:
+        expiry.keep(settings, version, environ)   # removed by this host if never committed
+    previous = outcome.previous
+    result(out or sys.stdout, version=version.name, prepared=outcome.changed, live=name_of(previous),
+           live_rev=previous.rev if previous else None)
 
 
-def commit(app_name, rev, environ=None, out=None):
+def commit(app_name, rev, environ=None, out=None, until=None):
+    check_deadline("commit", until)
     environ = os.environ if environ is None else environ
     settings = load(environ)
     app = App(settings, app_name)
@@ -94,7 +115,8 @@ def commit(app_name, rev, environ=None, out=None):
            previous_rev=previous.rev if previous else None)
 
 
-def abort(app_name, rev, environ=None, out=None):
+def abort(app_name, rev, environ=None, out=None, until=None):
+    check_deadline("abort", until)
     environ = os.environ if environ is None else environ
     settings = load(environ)
     app = App(settings, app_name)
@@ -106,9 +128,34 @@ def abort(app_name, rev, environ=None, out=None):
     result(out or sys.stdout, version=version.name, removed=removed, live=name_of(app.live_version()))
 
 
-PHASES = {"prepare": prepare, "commit": commit, "abort": abort}
+def undo(app_name, rev, environ=None, out=None, until=None):
+    """A fleet deploy of rev failed or was interrupted: whatever it left here
+    goes. First its candidate, under the app's lock (a commit of it still
+    running here finishes first, so rev's state is settled); then, if rev is
+    live, the version deploy.log says was live before it, with no setup."""
+    check_deadline("undo", until)
+    environ = os.environ if environ is None else environ
+    settings = load(environ)
+    app = App(settings, app_name)
+    rev = check_rev(rev)
+    if len(rev) < REV_LENGTH:
+        raise DeployError(f"{rev!r} is too short to undo: give at least {REV_LENGTH} hex digits")
+    version = app.version(rev)
+    removed = Deploy(settings, version, "abort", None, environ, Reporter()).abort()
+    live = app.live_version()
+    back = None
+    if live is not None and live.rev == version.rev:
+        back = History(app).previous_version(live)
+        if back is None or not os.path.isdir(back.workdir):
+            raise DeployError(f"{live.run_name} is live and nothing live before it is on disk to go back to")
+        Deploy(settings, back, "rollback", None, environ, Reporter(), run_setup=False).run()
+    result(out or sys.stdout, version=version.name, removed=removed, rolled_back_to=name_of(back),
+           live=name_of(app.live_version()))
 
 
-def run_phase(phase, app_name, rev):
-    """deploy-version --prepare/--commit/--abort APP REV."""
-    PHASES[phase](app_name, rev)
+PHASES = {"prepare": prepare, "commit": commit, "abort": abort, "undo": undo}
+
+
+def run_phase(phase, app_name, rev, until=None):
+    """deploy-version --prepare/--commit/--abort/--undo APP REV [--until EPOCH]."""
+    PHASES[phase](app_name, rev, until=until)

@@ -88,6 +88,15 @@ SETTINGS = (
     Setting("singletons", "yes", str,
             "yes: this host runs the apps' clock and cron processes; no: only their workers "
             "(in a fleet, yes on one host)"),
+    Setting("fleet_timeout", "60", float,
+            "on a fleet's primary: seconds each remote step of a fleet deploy may take on a host (the push to it,"
+            " commit, abort, rollback, status), and the longest a host may stay silent before it counts as failed"),
+    Setting("fleet_prepare_timeout", "1900", float,
+            "on a fleet's primary: seconds a host's prepare (checkout .. probe, its setup too) may take: more"
+            " than the hosts' DEPLOY_SETUP_TIMEOUT; a host that stops answering fails sooner (see docs/fleet-faults.md)"),
+    Setting("prepared_max_age", "3600", float,
+            "seconds a prepared candidate (deploy-version --prepare) may wait for its commit before this host"
+            " removes it by itself (0: until the next deploy)"),
     Setting("vassal_log_max_mb", "20", int,
             "a version's uWSGI log is kept under this size in MiB: a bigger one becomes the one old copy"
             " (0: no cap)"),
@@ -175,6 +184,9 @@ def load(environ=None):
                           f"percentage (like 1 or 25%), not {values['fleet_batch']!r}")
     if not 1 <= values["canary_share"] <= 50:
         raise DeployError(f"{sources['canary_share']}: DEPLOY_CANARY_SHARE must be 1 to 50 (percent)")
+    for name in ("fleet_timeout", "fleet_prepare_timeout"):
+        if values[name] < 1:
+            raise DeployError(f"{sources[name]}: DEPLOY_{name.upper()} must be at least 1 (seconds)")
     if not values["ping_path"].startswith("/"):
         raise DeployError(f"{sources['ping_path']}: DEPLOY_PING_PATH must start with '/'")
     return Settings(values, sources)

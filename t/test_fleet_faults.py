@@ -1,0 +1,391 @@
+"""A fleet of three hosts under faults (docs/fleet-faults.md), with a request
+loop on every host's nginx that must see no failed request:
+
+- a host that prints a template, and one that prints garbage, as their
+  commit's answer: nothing runs on the primary, both count as failed hosts,
+  every host is rolled back;
+- host 3 cut off (its sshd and every connection it serves stopped, by PID:
+  what a partition looks like from the primary, while the host's own
+  processes go on) during prepare, and during commit: the push ends within
+  its bound with the documented outcome; deploy-status --fleet then shows
+  what host 3 holds and the deploy that was cut short; once host 3 is back,
+  the next push undoes what was left and brings every host to one version,
+  with nothing left behind;
+- the primary's controller (its hook and the playbook's session) killed
+  during commit: deploy-status --fleet shows an interrupted deploy, the next
+  push rolls it back and says so;
+- a setup that takes longer than the step limit, printing nothing, is a
+  slow host, not a dead one.
+
+Durations: the primary's DEPLOY_FLEET_TIMEOUT is 25 s here (default 60): a
+host that stops answering fails in ~15-20 s by ssh's keep-alives (5 s x 3,
+ansible.cfg) or 10 s by ConnectTimeout, whatever the step limit; the slow
+setup takes 35 s, more than the step limit and the keep-alive bound both, so
+a fleet that timed a prepare by either would fail it; the prepare's own
+limit (DEPLOY_FLEET_PREPARE_TIMEOUT, 1900 s) lets it finish. 25 s leaves a
+loaded machine room for a healthy commit (switch, 3 s watch, retire).
+
+One world serves the session (conftest's fleet_world, shared with
+test_fleet.py); each test starts from every host on one version."""
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from fleet_world import (APP, FleetLoad, assert_no_candidate_anywhere, pusher_lines,
+                         same_version_everywhere)
+from sandbox_server import wait_until
+
+pytestmark = [pytest.mark.fleet, pytest.mark.ssh, pytest.mark.emperor, pytest.mark.load,
+              pytest.mark.xdist_group("fleet")]   # the session's one fleet world, on one worker
+
+STEP_LIMIT = 25          # the primary's DEPLOY_FLEET_TIMEOUT here
+SLOW_SETUP = 35          # seconds: > STEP_LIMIT, > the keep-alive bound (~20 s)
+# a push with a host cut off: the prepare or commit finds it dead (<= ~20 s),
+# the abort or rollback (<= ConnectTimeout 10 s) and the status (<= 10 s) skip
+# it; the rest is a healthy push (~7 s quiet, ~60 s on a loaded machine).
+# A push past this bound is a controller blocked on the dead host.
+PUSH_BOUND = 300
+
+
+@pytest.fixture(scope="module")
+def fleet(fleet_world):
+    fleet_world.set_setting("DEPLOY_FLEET_TIMEOUT", str(STEP_LIMIT))
+    try:
+        yield fleet_world
+    finally:
+        for host in fleet_world.hosts:
+            host.heal()
+        fleet_world.set_setting("DEPLOY_FLEET_TIMEOUT", None)
+
+
+def journal(fleet):
+    path = os.path.join(fleet.primary.box.settings.run_dir, f"{APP}.fleet.journal")
+    try:
+        with open(path) as stream:
+            return json.load(stream)
+    except FileNotFoundError:
+        return None
+
+
+def when_journal(fleet, test, what, timeout=PUSH_BOUND):
+    """Wait (from a push running in the background) until the journal
+    shows test(record)."""
+    def shown():
+        record = journal(fleet)
+        return record is not None and test(record)
+    wait_until(shown, timeout, what)
+
+
+def running(host, phase):
+    """host runs `deploy-version --PHASE` (as its deploy account): the
+    command reached it."""
+    for entry in os.listdir("/proc"):
+        try:
+            if not entry.isdigit() or os.stat(f"/proc/{entry}").st_uid != host.account.pw_uid:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as stream:
+                argv = stream.read().split(b"\0")
+        except OSError:
+            continue
+        if any(arg.endswith(b"deploy-version") for arg in argv[:2]) and f"--{phase}".encode() in argv:
+            return True
+    return False
+
+
+def fleet_status(fleet):
+    result = fleet.primary.ssh(f"deploy-status --fleet {APP} --json")
+    [report] = json.loads(result.stdout)["fleets"]
+    return result.returncode, report
+
+
+class Push:
+    """fleet.push() in a thread, timed."""
+
+    def __init__(self, fleet):
+        import threading
+        self.fleet, self.result, self.took = fleet, None, None
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        started = time.monotonic()
+        self.result = self.fleet.push()
+        self.took = time.monotonic() - started
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def wait(self):
+        self.thread.join(PUSH_BOUND)
+        assert not self.thread.is_alive(), f"the push did not end within {PUSH_BOUND} s"
+        print(f"the push took {self.took:.1f} s")
+        return self.result
+
+    def __exit__(self, *exc):
+        self.thread.join(PUSH_BOUND)
+
+
+def converges(fleet, version):
+    """The next push brings every host to one version, with nothing left
+    behind (no candidate, no prepared record, no journal); its lines."""
+    commit = fleet.commit(version)
+    result = fleet.push()
+    assert result.returncode == 0, result.stderr
+    rev = commit[:12]
+    assert fleet.lives() == {h.name: f"{APP}-{rev}" for h in fleet.hosts}
+    assert all(h.served() == version for h in fleet.hosts)
+    assert_no_candidate_anywhere(fleet, rev)
+    assert journal(fleet) is None
+    code, report = fleet_status(fleet)
+    assert code == 0 and report["deploy"] is None and report["live"] == f"{APP}-{rev}"
+    lines = pusher_lines(result)
+    print("\n".join(lines))
+    return lines
+
+
+# -- trust -----------------------------------------------------------------------------
+EVIL = """#!/bin/sh
+# a compromised host's deploy-version: it commits, then answers a template
+if [ "$1" = "--commit" ]; then
+    "$HOME/bin/deploy-version" "$@" >/dev/null || exit $?
+    echo '{"version": "app-000000000000", "switched": true, "previous": "{{ lookup(\\"pipe\\", \\"id > MARK\\") }}", "previous_rev": "{{ lookup(\\"pipe\\", \\"id > MARK\\") }}"}'
+    echo '{{ lookup("pipe", "id > MARK.stderr") }}' >&2
+    exit 0
+fi
+exec "$HOME/bin/deploy-version" "$@"
+"""
+GARBAGE = """#!/bin/sh
+# a broken host's deploy-version: it commits, then answers garbage
+if [ "$1" = "--commit" ]; then
+    "$HOME/bin/deploy-version" "$@" >/dev/null || exit $?
+    printf 'Traceback (most recent call last) \\033[31m{ not json\\n'
+    exit 0
+fi
+exec "$HOME/bin/deploy-version" "$@"
+"""
+
+
+def replace_tool(host, text):
+    """host's deploy-version, as git-shell runs it, replaced by text; returns
+    a function that puts the real one back."""
+    path = os.path.join(host.home, "git-shell-commands", "deploy-version")
+    target = os.readlink(path)
+    os.unlink(path)
+    with open(path, "w") as stream:
+        stream.write(text)
+    os.chmod(path, 0o755)
+
+    def restore():
+        os.unlink(path)
+        os.symlink(target, path)
+    return restore
+
+
+def test_a_host_answering_a_template_or_garbage_is_a_failed_host_and_every_host_rolls_back(fleet):
+    old = same_version_everywhere(fleet)
+    old_text = fleet.primary.served()
+    mark = os.path.join(fleet.primary.home, "PWNED")
+    h2, h3 = fleet.hosts[1], fleet.hosts[2]
+    restores = [replace_tool(h2, GARBAGE), replace_tool(h3, EVIL.replace("MARK", mark))]
+    try:
+        commit = fleet.commit("fleet-lying-hosts")
+        with FleetLoad(fleet, [old_text, "fleet-lying-hosts"]) as load:
+            result = fleet.push()
+            for loop in load.fast.values():
+                loop.wait_for(loop.total + 50)
+        load.report()
+    finally:
+        for restore in restores:
+            restore()
+    rev = commit[:12]
+    lines = pusher_lines(result)
+    # nothing a host printed ran on the primary
+    assert not os.path.exists(mark) and not os.path.exists(mark + ".stderr")
+    assert result.returncode != 0
+    assert any(line.startswith(" !     h2 failed to commit: answered commit with something that is not JSON: ")
+               for line in lines), lines
+    assert any(line.startswith(" !     h3 failed to commit: answered commit with invalid previous, previous_rev")
+               for line in lines), lines
+    assert "-----> Rolling back h1, h2, h3 to the version each served before" in lines
+    # every host (the two that lied switched for real) is back on the old version
+    assert fleet.lives() == {h.name: f"{APP}-{old}" for h in fleet.hosts}
+    assert all(h.served() == old_text for h in fleet.hosts)
+    assert load.failed() == {}
+    assert all(f"{APP}-{rev}" not in " ".join(h.vassals()[0]) for h in fleet.hosts)
+    assert_no_candidate_anywhere(fleet, old)
+    assert journal(fleet) is None        # every host on one version: nothing left to undo
+
+
+# -- a host cut off --------------------------------------------------------------------------
+def push_cutting_off(fleet, host, version, phase, while_cut_off):
+    """Push a commit saying version, under load; once host runs its phase,
+    cut host off. With the push ended (within PUSH_BOUND) and host still cut
+    off, while_cut_off(lines of the push, old rev, new rev); then host comes
+    back. No request failed on any host. Returns (old rev, new rev)."""
+    old = same_version_everywhere(fleet)
+    old_text = fleet.primary.served()
+    commit = fleet.commit(version)
+    rev = commit[:12]
+    with FleetLoad(fleet, [old_text, version]) as load:
+        with Push(fleet) as push:
+            when_journal(fleet, lambda r: r.get("commit") == commit and r.get("phase") == phase, f"the {phase}")
+            wait_until(lambda: running(host, phase), 60, f"{host.name}'s {phase} to start")
+            host.cut_off()
+            try:
+                result = push.wait()
+                lines = pusher_lines(result)
+                print("\n".join(lines))
+                assert result.returncode != 0
+                while_cut_off(lines, old, rev)
+            finally:
+                host.heal()
+        for loop in load.fast.values():
+            loop.wait_for(loop.total + 50)
+    load.report()
+    assert load.failed() == {}
+    return old, rev
+
+
+def test_host_cut_off_during_prepare_aborts_everywhere_in_bounded_time_and_converges_when_back(fleet):
+    h3 = fleet.hosts[2]
+
+    def while_cut_off(lines, old, rev):
+        assert any(line.startswith(" !     h3 failed to prepare: unreachable (prepare): ")
+                   and line.endswith("; aborted on every host, none changed") for line in lines), lines
+        assert f"-----> Aborting {APP}-{rev} on every host" in lines
+        assert not any(": -----> Switching" in line for line in lines)
+        assert any(line.startswith("       h3    ?  unreachable (status): ") for line in lines)
+        # the others never changed, and hold nothing of it
+        for host in fleet.hosts[:2]:
+            assert host.live() == f"{APP}-{old}" and host.prepared_records() == []
+        # the fleet lock is free: deploy-status --fleet sees an interrupted deploy, h3 unknown
+        code, report = fleet_status(fleet)
+        assert code == 1 and report["deploy"]["state"] == "interrupted"
+        assert [h["host"] for h in report["hosts"] if h["error"]] == ["h3"]
+    old, rev = push_cutting_off(fleet, h3, "fleet-prepare-cut", "prepare", while_cut_off)
+    # h3's own prepare went on while it was cut off: it holds a candidate
+    wait_until(lambda: h3.prepared_records() == [f"{APP}-{rev}.prepared"], 60, "h3's prepared candidate")
+    code, report = fleet_status(fleet)
+    assert code == 1 and "unknown on h3" in report["deploy"]["what"]
+    text = fleet.primary.ssh(f"deploy-status --fleet {APP}")
+    assert text.stdout.splitlines()[-1].startswith(f"  INTERRUPTED fleet deploy: {APP}-{rev}, ended with the "
+                                                   "fleet split")
+    # the next push undoes it first (h3's candidate goes), then deploys everywhere
+    lines = converges(fleet, "fleet-after-prepare-cut")
+    assert f"-----> Rolling back the fleet deploy of {APP}-{rev} that was cut short, on every host" in lines
+    assert f"h3: -----> aborted: {APP}-{rev}'s candidate is removed" in lines
+    assert f"-----> Rolled back: no host keeps anything of {APP}-{rev}" in lines
+
+
+def test_host_cut_off_during_commit_rolls_back_the_others_and_is_brought_back_by_the_next_push(fleet):
+    h3 = fleet.hosts[2]
+
+    def while_cut_off(lines, old, rev):
+        assert any(line.startswith(" !     h3 failed to commit: unreachable (commit): ") for line in lines), lines
+        assert "-----> Rolling back h1, h2, h3 to the version each served before" in lines
+        assert any(line.startswith(" !     h3 failed to commit: ") and line.endswith(
+            "rolled back h1, h2 to the version each served before; could NOT undo it on h3 (the next "
+            "push to the primary undoes what it left)") for line in lines), lines
+        for host in fleet.hosts[:2]:
+            assert host.live() == f"{APP}-{old}"
+        assert journal(fleet)["hosts"]["h3"] == "unknown"
+    old, rev = push_cutting_off(fleet, h3, "fleet-commit-cut", "commit", while_cut_off)
+    # h3 went on with its commit while cut off: it serves the version the others rolled back
+    wait_until(lambda: h3.live() == f"{APP}-{rev}", 60, "h3's own commit to end")
+    code, report = fleet_status(fleet)
+    assert code == 1 and report["split"] and report["deploy"]["state"] == "interrupted"
+    assert [(h["host"], h["live"]) for h in report["hosts"]] == [
+        ("h1", f"{APP}-{old}"), ("h2", f"{APP}-{old}"), ("h3", f"{APP}-{rev}")]
+    lines = converges(fleet, "fleet-after-commit-cut")
+    assert f"-----> Rolling back the fleet deploy of {APP}-{rev} that was cut short, on every host" in lines
+    assert any(line.startswith(f"h3: -----> {APP}-{old} is live: serving") for line in lines), lines
+
+
+# -- the controller dies ---------------------------------------------------------------------
+def controller_pids(fleet, record):
+    """The primary's hook (a pre-receive run by git as the primary's account)
+    and every process of the playbook's session."""
+    uid = fleet.primary.account.pw_uid
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}").st_uid != uid:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as stream:
+                argv = stream.read().split(b"\0")
+            if any(arg.endswith(b"pre-receive") for arg in argv[:2]) or os.getsid(int(entry)) == record["session"]:
+                pids.append(int(entry))
+        except OSError:
+            continue
+    return pids
+
+
+def test_controller_killed_during_commit_is_rolled_back_by_the_next_push_which_says_so(fleet):
+    old = same_version_everywhere(fleet)
+    old_text = fleet.primary.served()
+    commit = fleet.commit("fleet-controller-killed")
+    rev = commit[:12]
+    with FleetLoad(fleet, [old_text, "fleet-controller-killed"]) as load:
+        with Push(fleet) as push:
+            when_journal(fleet, lambda r: r.get("commit") == commit and "committed" in r.get("hosts", {}).values(),
+                         "a host to have committed")
+            record = journal(fleet)
+            pids = controller_pids(fleet, record)
+            assert record["controller"] in pids and record["session"] in pids
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            result = push.wait()
+            print("\n".join(pusher_lines(result)))
+        for loop in load.fast.values():
+            loop.wait_for(loop.total + 50)
+    load.report()
+    assert load.failed() == {}
+    assert result.returncode != 0
+    left = journal(fleet)
+    assert left["phase"] == "commit" and "committed" in left["hosts"].values()
+    committed = sorted(h for h, state in left["hosts"].items() if state == "committed")
+    code, report = fleet_status(fleet)
+    assert code == 1 and report["deploy"]["state"] == "interrupted"
+    assert report["deploy"]["what"].startswith(f"{APP}-{rev}, cut short in its commit phase")
+    assert f"committed on {', '.join(committed)}" in report["deploy"]["what"]
+    lines = converges(fleet, "fleet-after-controller-killed")
+    assert any(line.startswith(f" !     a fleet deploy was cut short (its controller died, or a host did not "
+                               f"answer): {APP}-{rev}, cut short in its commit phase") for line in lines), lines
+    assert f"-----> Rolling back the fleet deploy of {APP}-{rev} that was cut short, on every host" in lines
+    assert f"-----> Rolled back: no host keeps anything of {APP}-{rev}" in lines
+    for host in committed:
+        assert any(line.startswith(f"{host}: -----> Switching ") and f"to {APP}-{old}" in line
+                   for line in lines), (host, lines)
+
+
+# -- a slow host -------------------------------------------------------------------------------
+def test_a_setup_longer_than_the_step_limit_is_a_slow_host_not_a_dead_one(fleet):
+    same_version_everywhere(fleet)
+    old_text = fleet.primary.served()
+    commit = fleet.commit("fleet-slow-h2", environment=f"SLOW_SETUP_ON=h2\nSLOW_SETUP_SECONDS={SLOW_SETUP}\n")
+    rev = commit[:12]
+    with FleetLoad(fleet, [old_text, "fleet-slow-h2"]) as load:
+        started = time.monotonic()
+        result = fleet.push()
+        took = time.monotonic() - started
+        for loop in load.fast.values():
+            loop.wait_for(loop.total + 50)
+    load.report()
+    print(f"the push took {took:.1f} s")
+    assert result.returncode == 0, result.stderr
+    assert load.failed() == {}
+    assert took > SLOW_SETUP          # h2's setup did run that long, silent, inside the prepare
+    lines = pusher_lines(result)
+    setup = [line for line in lines if line.startswith("h2:        setup done (")]
+    assert setup and float(setup[0].split("(")[1].split()[0]) >= SLOW_SETUP, setup
+    assert fleet.lives() == {h.name: f"{APP}-{rev}" for h in fleet.hosts}
+    assert_no_candidate_anywhere(fleet, rev)
+    assert journal(fleet) is None
