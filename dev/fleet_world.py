@@ -274,14 +274,22 @@ class FleetWorld:
         return self.install_output
 
     def set_setting(self, name, value):
-        """A line in the primary's ~/deploy.conf (None: no deploy.conf)."""
-        path = os.path.join(self.primary.home, "deploy.conf")
-        if value is None:
-            if os.path.exists(path):
-                os.unlink(path)
-            return
-        write(path, f"{name}={value}\n", 0o600)
-        shutil.chown(path, self.primary.user, self.primary.user)
+        """NAME=value in the primary's ~/deploy.conf and in its controller's
+        (which runs the fleet deploy), their other lines kept (install.yml
+        writes DEPLOY_SINGLETONS there); None: the line removed."""
+        for home, user in ((self.primary.home, self.primary.user), (self.controller_home, self.controller_user)):
+            if user is None:
+                continue
+            path = os.path.join(home, "deploy.conf")
+            try:
+                with open(path) as stream:
+                    lines = [line for line in stream.read().splitlines() if not line.startswith(name + "=")]
+            except FileNotFoundError:
+                lines = []
+            if value is not None:
+                lines.append(f"{name}={value}")
+            write(path, "".join(line + "\n" for line in lines), 0o600)
+            shutil.chown(path, user, user)
 
     # -- the developer's side -----------------------------------------------------------
     def git(self, *args, check=True, env=None):

@@ -44,15 +44,22 @@ def _text(output):
     return output or ""
 
 
+# A Python traceback a tool printed itself: at the start of a line, or of a
+# line git relays from the server (`remote: `); never inside a quoted log tail.
+TOOL_TRACEBACK = re.compile(r"^(remote: )?Traceback \(most recent call last\):", re.M)
+
+
 def must_fail(result, status, line):
     """Like git's test_must_fail: result (a CompletedProcess) is a refusal,
     not a crash. It exited with `status` (a number; the exit status a
     signal gives is never one), a line of its stderr matches `line` (a
     substring, or a regular expression searched in the line), and no
-    Traceback appears in stdout or stderr. Returns the matching line."""
+    Traceback of a tool appears in stdout or stderr (an app's own traceback,
+    quoted in the ` !` lines of its log's tail, is the refusal's evidence,
+    not a crash). Returns the matching line."""
     stdout, stderr = _text(result.stdout), _text(result.stderr)
     shown = f"exit {result.returncode}\n--- stdout:\n{stdout}\n--- stderr:\n{stderr}"
-    assert "Traceback" not in stdout + stderr, f"a crash, not a refusal:\n{shown}"
+    assert not TOOL_TRACEBACK.search(stdout + stderr), f"a crash, not a refusal:\n{shown}"
     assert result.returncode == status, f"expected exit {status}:\n{shown}"
     pattern = line if isinstance(line, re.Pattern) else None
     for candidate in stderr.splitlines():

@@ -25,7 +25,7 @@ from sandbox import Sandbox, process_ended
 from uwsgi_deploy import proclayout, waiting
 from uwsgi_deploy.supervisor import read_state
 
-pytestmark = [pytest.mark.emperor, pytest.mark.load]
+pytestmark = [pytest.mark.emperor, pytest.mark.load, pytest.mark.xdist_group("background")]   # one world, in order
 
 # Jobs (and the cron job) of 4 s: longer than the watch (3 s) and than
 # uWSGI's default mercy for daemons (3 s), so a job in hand spans every

@@ -16,7 +16,7 @@ from sandbox_server import port_open
 from uwsgi_deploy.listeners import findings, inet_address
 from uwsgi_deploy.probe import probe_once
 
-pytestmark = pytest.mark.emperor
+pytestmark = [pytest.mark.emperor, pytest.mark.xdist_group(__name__)]   # its module world, built once
 
 HERE = "import os\nRUN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'run')\n"
 UDP_AT_IMPORT = ("import socket\n_udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"

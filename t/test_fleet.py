@@ -130,7 +130,7 @@ def test_a_push_deploys_the_same_rev_on_every_host_and_clients_lose_nothing(flee
         for stage in ("-----> Checking out", "-----> Running setup", "-----> Probing", "-----> Switching",
                       "-----> Watching", f"-----> Retiring {APP}-{old}"):
             assert any(line.startswith(f"{host.name}: {stage}") for line in lines), (host.name, stage)
-        assert f"{host.name}: setup ran on {host.name}" in lines
+        assert f"{host.name}:        setup ran on {host.name}" in lines   # indented under its stage
     assert f"-----> {APP}-{rev} is live on every host of the fleet" in lines
     assert f"       {APP}: every host serves {APP}-{rev}" in lines
     # prepared everywhere before any host switched
@@ -157,7 +157,7 @@ def test_setup_failing_on_host_2_refuses_the_push_and_no_host_changes(fleet):
     must_fail(result, 1, f"remote: pre-receive: fleet deploy of {APP}-{rev} refused: h2 failed to prepare: ")
     assert "pre-receive hook declined" in result.stderr
     lines = pusher_lines(result)
-    assert "h2: setup breaks on h2, as this commit asks" in lines
+    assert "h2:        setup breaks on h2, as this commit asks" in lines
     assert (" !     h2 failed to prepare: setup: setup exited with status 3; aborted on every host, "
             "none changed") in lines
     assert f"-----> Aborting {APP}-{rev} on every host" in lines

@@ -29,6 +29,7 @@ One world serves the session (conftest's fleet_world, shared with
 test_fleet.py); each test starts from every host on one version."""
 import json
 import os
+import pwd
 import signal
 import time
 
@@ -62,7 +63,8 @@ def fleet(fleet_world):
 
 
 def journal(fleet):
-    path = os.path.join(fleet.primary.box.settings.run_dir, f"{APP}.fleet.journal")
+    """The fleet deploy's journal: the controller's (it runs the fleet deploy)."""
+    path = os.path.join(fleet.controller_home, "run", f"{APP}.fleet.journal")
     try:
         with open(path) as stream:
             return json.load(stream)
@@ -169,18 +171,17 @@ exec "$HOME/bin/deploy-version" "$@"
 
 
 def replace_tool(host, text):
-    """host's deploy-version, as git-shell runs it, replaced by text; returns
-    a function that puts the real one back."""
-    path = os.path.join(host.home, "git-shell-commands", "deploy-version")
-    target = os.readlink(path)
-    os.unlink(path)
+    """host's deploy-version, as the fleet key's gate runs it (from the
+    host's ~/bin), replaced by text; returns a function that puts the real
+    one back."""
+    path = os.path.join(host.bin_dir, "deploy-version")
+    os.rename(path, path + ".real")
     with open(path, "w") as stream:
         stream.write(text)
     os.chmod(path, 0o755)
 
     def restore():
-        os.unlink(path)
-        os.symlink(target, path)
+        os.rename(path + ".real", path)
     return restore
 
 
@@ -306,19 +307,20 @@ def test_host_cut_off_during_commit_rolls_back_the_others_and_is_brought_back_by
 
 # -- the controller dies ---------------------------------------------------------------------
 def controller_pids(fleet, record):
-    """The primary's hook (a pre-receive run by git as the primary's account)
-    and every process of the playbook's session."""
-    uid = fleet.primary.account.pw_uid
+    """The primary's hook (a pre-receive run by git as the primary's account),
+    the controller's deploy-fleet and every process of the playbook's session."""
+    uids = {fleet.primary.account.pw_uid, pwd.getpwnam(fleet.controller_user).pw_uid}
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            if os.stat(f"/proc/{entry}").st_uid != uid:
+            if os.stat(f"/proc/{entry}").st_uid not in uids:
                 continue
             with open(f"/proc/{entry}/cmdline", "rb") as stream:
                 argv = stream.read().split(b"\0")
-            if any(arg.endswith(b"pre-receive") for arg in argv[:2]) or os.getsid(int(entry)) == record["session"]:
+            if any(arg.endswith((b"pre-receive", b"deploy-fleet")) for arg in argv[:2]) or \
+                    os.getsid(int(entry)) == record["session"]:
                 pids.append(int(entry))
         except OSError:
             continue

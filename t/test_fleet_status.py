@@ -1,5 +1,7 @@
 """What a fleet serves (fleet.FleetStatus, parse_answers): the verdict from
 the hosts' answers, pure logic with no host, ssh or playbook."""
+import json
+
 from uwsgi_deploy.fleet import FleetStatus, HostStatus, parse_answers
 
 V1, V2 = "app-0123456789ab", "app-ba9876543210"
@@ -44,10 +46,10 @@ def test_an_inventory_without_hosts_says_so():
 
 def test_answers_become_statuses_in_inventory_order():
     fleet = parse_answers("app", {
-        "h2": {"ok": True, "status": {"apps": [{"name": "other", "live": V2},
-                                               {"name": "app", "live": V1, "answers_ping": True}]}},
+        "h2": {"ok": True, "stdout": json.dumps({"apps": [{"name": "other", "live": V2},
+                                                          {"name": "app", "live": V1, "answers_ping": True}]})},
         "h1": {"ok": False, "error": "unreachable"},
-        "h3": {"ok": True, "status": {"apps": [{"name": "other", "live": V2}]}},
+        "h3": {"ok": True, "stdout": json.dumps({"apps": [{"name": "other", "live": V2}]})},
         "h4": {"ok": False},
     })
     assert fleet.hosts == [HostStatus("h2", V1, True, None), HostStatus("h1", None, False, "unreachable"),

@@ -14,7 +14,7 @@ from accounts import create_deploy_account, remove_account, run_checked, serve_o
 from sandbox import Sandbox
 from uwsgi_deploy.deploylog import read_log
 
-pytestmark = pytest.mark.ssh
+pytestmark = [pytest.mark.ssh, pytest.mark.emperor, pytest.mark.xdist_group("keys")]   # one world, in order
 
 APPS = ("alpha", "beta")
 

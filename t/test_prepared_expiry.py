@@ -8,7 +8,7 @@ import pytest
 
 from sandbox_server import wait_until
 from test_phases import live, phase, store
-from uwsgi_deploy.candidates import is_prepared
+from uwsgi_deploy.inventory import is_prepared
 
 pytestmark = pytest.mark.emperor
 

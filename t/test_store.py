@@ -18,7 +18,7 @@ from conftest import must_fail, wait_until
 from load import BUSY_INI, BusyLoad
 from sandbox import Sandbox, process_ended
 
-pytestmark = pytest.mark.emperor
+pytestmark = [pytest.mark.emperor, pytest.mark.xdist_group(__name__)]   # its module world, built once
 
 ASSETS = 40     # unchanged files every version shares
 MIB = 1024 * 1024

@@ -127,8 +127,9 @@ def test_ping_failing_after_switch_is_switched_back_losing_nothing(busy_server):
         sender.join(60)
     refused_and_switched_back(server, result, v1, v2, "GET /ping answered status 500 after going live")
     load.assert_nothing_lost()
-    # requests reached the new version, a slow one among them, and completed there
-    assert load.fast.versions["v2"] > 0
+    # a slow request reached the new version and completed there (the fast
+    # loop's clients, queued behind v1's busy workers, may all miss the
+    # moment v2 was live: its /ping fails at the watch's first look)
     assert (slow_on_v2["response"].status_code, slow_on_v2["response"].text) == (200, "v2")
     assert server.get("/").text == "v1"
 

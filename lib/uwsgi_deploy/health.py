@@ -116,7 +116,7 @@ def watch_health(settings, version, seconds, say=None, traffic=None, also=None):
             elif ping.age >= timeout:
                 raise DeployError(f"GET {path} got no answer for {timeout:g} s (DEPLOY_PROBE_TIMEOUT): "
                                   f"the app hangs ({busy_summary(version)})")
-            elif say and not told and not extended and time.monotonic() >= window_end:
+            elif say and not told and time.monotonic() >= window_end:
                 told = True
                 say(f"GET {path} waits behind busy workers ({busy_summary(version)}); "
                     f"waiting up to {timeout:g} s for its answer")
