@@ -12,25 +12,11 @@ import pytest
 from conftest import run_tool
 from load import AddressedLoad
 from sandbox import RunningPush
-from test_traffic_under_load import statuses_in_log
+from test_traffic_under_load import failing_one_in, statuses_in_log
 
 pytestmark = [pytest.mark.emperor, pytest.mark.load]
 
-# / answers 500 once in 5 requests (each worker counts its own)
-FAILING_ONE_IN_FIVE = '''from app_base import application as base
-
-served = 0
-
-
-def application(environ, start_response):
-    global served
-    if environ.get("PATH_INFO") == "/":
-        served += 1
-        if served % 5 == 0:
-            start_response("500 Internal Server Error", [("Content-Type", "text/plain")])
-            return [b"error"]
-    return base(environ, start_response)
-'''
+FAILING_ONE_IN_FIVE = failing_one_in(5)
 
 
 def push_with_options(server, *options):

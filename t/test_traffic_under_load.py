@@ -12,8 +12,10 @@ from test_watch_under_load import commit_broken, refused_and_switched_back
 
 pytestmark = [pytest.mark.emperor, pytest.mark.load]
 
-# 5% of the requests to / answer 500 (each worker counts its own); /ping is fine
-FIVE_PERCENT_500 = '''from app_base import application as base
+def failing_one_in(every):
+    """An app whose / answers 500 once in `every` requests (each worker
+    counts its own); /ping and every other path are fine."""
+    return f'''from app_base import application as base
 
 served = 0
 
@@ -22,11 +24,14 @@ def application(environ, start_response):
     global served
     if environ.get("PATH_INFO") == "/":
         served += 1
-        if served % 20 == 0:
+        if served % {every} == 0:
             start_response("500 Internal Server Error", [("Content-Type", "text/plain")])
             return [b"error"]
     return base(environ, start_response)
 '''
+
+
+FIVE_PERCENT_500 = failing_one_in(20)
 
 # / takes DELAY seconds of work before it answers
 DELAYED = '''import time
