@@ -123,7 +123,11 @@ if [ "$(getent passwd "$deploy_user" | cut -d: -f7)" != "$git_shell" ]; then
 fi
 
 unit=/etc/systemd/system/uwsgi-deploy-emperor@.service
-install -m 644 share/uwsgi-deploy-emperor.service "$unit"
+# Written beside and renamed: two installs at once (accounts of one machine)
+# must not fail on each other's half-written unit.
+unit_tmp=$(mktemp "$(dirname "$unit")/.uwsgi-deploy-emperor.XXXXXX")
+install -m 644 share/uwsgi-deploy-emperor.service "$unit_tmp"
+mv -f "$unit_tmp" "$unit"
 if [ -d /run/systemd/system ]; then
     systemctl daemon-reload
     systemctl enable --now "uwsgi-deploy-emperor@$deploy_user.service"
