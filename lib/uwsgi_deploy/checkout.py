@@ -6,7 +6,6 @@ content it lacks (store.py, docs/disk.md). Git runs through `sh`, or
 subprocess where its output is bytes. Inside a pre-receive hook the pushed
 objects are only reachable through the hook's GIT_* variables, so git sees
 them; setup and the app never do (clean_environ)."""
-import collections
 import errno
 import os
 import shutil
@@ -17,6 +16,7 @@ import time
 from . import DeployError, error_line
 from .bytecode import reuse_compiled
 from .store import ContentStore, link_or_copy
+from .tree import blob_sizes, list_tree, write_record
 
 ZERO_COMMIT = "0" * 40
 
@@ -74,50 +74,17 @@ MIB = 1024 * 1024
 PROGRESS_EVERY = 1.0    # seconds between the lines a long checkout prints
 CHUNK = 1024 * 1024     # bytes read from git at a time
 NOT_PLAIN = (b"", b".", b"..")
-LINK_THREADS = 2        # links made at once (each thread waits in the kernel most of its time)
+EXECUTABLE, SYMLINK = b"100755", b"120000"
 
 
-class Entry(collections.namedtuple("Entry", "mode kind blob size path")):
-    """One entry of a commit's tree, as `git ls-tree -r -l` lists it: mode,
-    kind (b"blob"; b"commit" for a submodule) and path are bytes, blob is the
-    object id (str), size an int."""
-    __slots__ = ()
-
-    @property
-    def executable(self):
-        return self.mode == b"100755"
-
-    @property
-    def symlink(self):
-        return self.mode == b"120000"
-
-
-def list_tree(git_dir, commit):
-    """Every entry of commit's tree: one `git ls-tree -r -z -l` process."""
-    result = subprocess.run(["git", "--git-dir", git_dir, "ls-tree", "-r", "-z", "-l", "--full-tree", commit],
-                            capture_output=True)
-    if result.returncode != 0:
-        lines = result.stderr.decode(errors="replace").strip().splitlines()
-        raise DeployError(f"git ls-tree: {lines[-1] if lines else f'exit status {result.returncode}'}")
-    entries = []
-    for record in result.stdout.split(b"\0"):
-        if not record:
-            continue
-        meta, path = record.split(b"\t", 1)
-        mode, kind, blob, size = meta.split()
-        entries.append(Entry(mode, kind, blob.decode(), 0 if size == b"-" else int(size), path))
-    return entries
-
-
-def check_size(entries, max_mb, commit):
+def check_size(listing, max_mb):
     """Refuse a tree whose files add up to more than max_mb MiB (0: no
     limit): the pack's limit (receive.maxInputSize) does not bound what it
     checks out to, since one zero blob may be named a thousand times."""
-    total = sum(entry.size for entry in entries)
-    if max_mb and total > max_mb * MIB:
-        raise DeployError(f"{commit[:12]} checks out to {total / MIB:,.0f} MiB in {len(entries):,} files, "
-                          f"over DEPLOY_CHECKOUT_MAX_MB ({max_mb:,} MiB); nothing was written")
-    return total
+    if max_mb and listing.total > max_mb * MIB:
+        raise DeployError(f"{listing.commit[:12]} checks out to {listing.total / MIB:,.0f} MiB in "
+                          f"{listing.entries:,} files, over DEPLOY_CHECKOUT_MAX_MB ({max_mb:,} MiB); "
+                          "nothing was written")
 
 
 def export_tree(git_dir, commit, version, max_mb=0, say=None, on_point=None, previous=None):
@@ -128,16 +95,18 @@ def export_tree(git_dir, commit, version, max_mb=0, say=None, on_point=None, pre
     written when it would check out to more than max_mb MiB. say(line)
     reports progress while content is written, and what was linked and
     written; on_point("store-write") is called within each write. previous:
-    the workdir of the version live now, whose compiled Python the new one
-    reuses for sources that did not change (bytecode.py)."""
-    entries = list_tree(git_dir, commit)
-    check_size(entries, max_mb, commit)
+    the workdir of the version live now: its record spares sizing the
+    files that did not change (tree.py), and its compiled Python is reused
+    for sources that did not change (bytecode.py)."""
+    listing = list_tree(git_dir, commit, previous)
+    check_size(listing, max_mb)
     destination, temporary = version.workdir, version.checkout_temporary()
     shutil.rmtree(temporary, ignore_errors=True)
     os.makedirs(temporary)
     try:
         extraction = Extraction(git_dir, ContentStore(version.app.store_dir), temporary, say, on_point)
-        extraction.run(entries, previous)
+        extraction.run(listing, previous)
+        write_record(temporary, listing)
     except BaseException as error:
         shutil.rmtree(temporary, ignore_errors=True)
         if isinstance(error, (DeployError, OSError)):
@@ -150,7 +119,8 @@ def export_tree(git_dir, commit, version, max_mb=0, say=None, on_point=None, pre
 
 class Extraction:
     """Links a tree's files into a directory from the store, writing into
-    the store first what it lacks (read from one `git cat-file --batch`)."""
+    the store first what it lacks (read from one `git cat-file --batch`).
+    The work per file is one link(2) and what Python needs to name it."""
 
     def __init__(self, git_dir, store, directory, say=None, on_point=None):
         self.git_dir, self.store, self.directory = git_dir, store, directory
@@ -161,19 +131,20 @@ class Extraction:
         self.python_dirs = set()   # those holding a .py file
         self.compiled = 0
 
-    def run(self, entries, previous=None):
+    def run(self, listing, previous=None):
+        """listing: the tree's (tree.Listing)."""
         self.store_fd = self.store.open_root()
         self.target_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            missing, symlinks = self.link_present(entries)
-            self.fetch(missing, symlinks)
+            missing, symlinks = self.link_present(listing.records)
+            self.fetch(missing, symlinks, listing.sizes)
             if previous and os.path.isdir(previous):
                 self.compiled = reuse_compiled(previous, self.target_fd, self.python_dirs)
         finally:
             os.close(self.store_fd)
             os.close(self.target_fd)
             self.store.finish()
-        self.say(f"{len(entries):,} files: {self.linked:,} already stored, {self.written:,} new "
+        self.say(f"{listing.entries:,} files: {self.linked:,} already stored, {self.written:,} new "
                  f"({self.written_bytes / MIB:,.1f} MiB written to {self.store.root})"
                  + (f"; {self.compiled:,} compiled modules reused" if self.compiled else ""))
 
@@ -196,15 +167,17 @@ class Extraction:
                 raise DeployError(f"the tree names {os.fsdecode(parent)} twice") from None
             self.made.add(parent)
 
-    def link_present(self, entries):
-        """Link every file the store has; return what it lacks ({key:
-        (entry, [paths])}) and the symlinks ([entry]), whose target is content.
-        The directories are made first; then LINK_THREADS threads link (a
-        link is a system call that releases the GIL: they overlap)."""
-        symlinks, files, made = [], [], self.made
-        key, target_fd = self.store.key, self.target_fd
-        for entry in entries:
-            mode, kind, blob, _size, path = entry
+    def link_present(self, records):
+        """Make the directories, and link every file the store has, in
+        one pass; return what the store lacks ({store key: (blob,
+        executable, [paths])}) and the symlinks ([(blob, path)]), whose
+        target is content."""
+        made, python_dirs, key = self.made, self.python_dirs, self.store.key
+        store_fd, target_fd, link = self.store_fd, self.target_fd, os.link
+        missing, symlinks, files = {}, [], 0
+        for record in records:
+            meta, _, path = record.partition(b"\t")
+            mode, kind, blob = meta.split(None, 3)[:3]
             parent, _, leaf = path.rpartition(b"/")
             if parent not in made or leaf in NOT_PLAIN:
                 self.place(path)
@@ -213,71 +186,49 @@ class Extraction:
                     raise DeployError(f"{os.fsdecode(path)}: unexpected {kind.decode()} in the tree")
                 os.mkdir(path, dir_fd=target_fd)   # a submodule: an empty directory, as git archive has it
                 made.add(path)
-            elif mode == b"120000":
-                symlinks.append(entry)
-            else:
-                if path.endswith(b".py"):
-                    self.python_dirs.add(parent)
-                files.append((key(blob, mode == b"100755"), entry))
-        parts = [files[n::LINK_THREADS] for n in range(LINK_THREADS)]
-        results = [None] * len(parts)
-        threads = [threading.Thread(target=self._link_part, args=(part, results, n)) for n, part in enumerate(parts)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        missing = {}
-        for linked, absent, error in results:
-            if error is not None:
-                raise error
-            self.linked += linked
-            for name, entry in absent:
-                missing.setdefault(name, (entry, []))[1].append(entry.path)
+                continue
+            if mode == SYMLINK:
+                symlinks.append((blob, path))
+                continue
+            name = key(blob, mode == EXECUTABLE)
+            try:
+                link(name, path, src_dir_fd=store_fd, dst_dir_fd=target_fd)
+            except FileNotFoundError:   # not in the store yet
+                missing.setdefault(name, (blob, mode == EXECUTABLE, []))[2].append(path)
+            except OSError as error:
+                if error.errno != errno.EMLINK:
+                    raise
+                link_or_copy(name, path, src_dir_fd=store_fd, dst_dir_fd=target_fd)
+            if path.endswith(b".py"):
+                python_dirs.add(parent)
+            files += 1
+        self.linked += files - sum(len(paths) for _blob, _executable, paths in missing.values())
         return missing, symlinks
 
-    def _link_part(self, files, results, slot):
-        """Link files ([(store key, entry)]) that the store has: results[slot]
-        = (how many, [(key, entry)] of those it lacks, an error or None)."""
-        store_fd, target_fd, link = self.store_fd, self.target_fd, os.link
-        linked, absent = 0, []
-        try:
-            for name, entry in files:
-                try:
-                    link(name, entry.path, src_dir_fd=store_fd, dst_dir_fd=target_fd)
-                    linked += 1
-                except FileNotFoundError:   # not in the store yet
-                    absent.append((name, entry))
-                except OSError as error:
-                    if error.errno != errno.EMLINK:
-                        raise
-                    link_or_copy(name, entry.path, src_dir_fd=store_fd, dst_dir_fd=target_fd)
-                    linked += 1
-        except Exception as error:
-            results[slot] = (linked, absent, error)
-            return
-        results[slot] = (linked, absent, None)
-
-    def fetch(self, missing, symlinks):
-        """Store what was missing and link it; make the symlinks."""
-        wanted = [entry for entry, _paths in missing.values()] + symlinks
+    def fetch(self, missing, symlinks, sizes):
+        """Store what was missing and link it; make the symlinks. sizes:
+        {blob: size} already known (the others are asked of git)."""
+        wanted = [(blob, name) for name, (blob, _executable, _paths) in missing.items()] + \
+            [(blob, None) for blob, _path in symlinks]
         if not wanted:
             return
-        new_bytes = sum(entry.size for entry in wanted)
-        progress = Progress(self.say, len(missing), new_bytes)
-        with CatFile(self.git_dir, [entry.blob for entry in wanted]) as objects:
-            for entry in wanted:
-                chunks = objects.read(entry.blob)
-                if entry.symlink:
-                    os.symlink(b"".join(chunks), entry.path, dir_fd=self.target_fd)
+        sizes = {**sizes, **blob_sizes(self.git_dir, [b for b, name in wanted if name and b not in sizes])}
+        progress = Progress(self.say, len(missing), sum(sizes[b] for b, name in wanted if name))
+        links = iter(path for _blob, path in symlinks)
+        with CatFile(self.git_dir, [blob for blob, _name in wanted]) as objects:
+            for blob, name in wanted:
+                chunks = objects.read(blob)
+                if name is None:
+                    os.symlink(b"".join(chunks), next(links), dir_fd=self.target_fd)
                     self.linked += 1
                     continue
-                name = self.store.key(entry.blob, entry.executable)
-                self.store.add(name, entry.executable, chunks, self.on_point)
+                _blob, executable, paths = missing[name]
+                self.store.add(name, executable, chunks, self.on_point)
                 self.written += 1
-                self.written_bytes += entry.size
-                for path in missing[name][1]:
+                self.written_bytes += sizes[blob]
+                for path in paths:
                     link_or_copy(name, path, src_dir_fd=self.store_fd, dst_dir_fd=self.target_fd)
-                progress.advance(entry.size)
+                progress.advance(sizes[blob])
 
 
 class Progress:
@@ -299,8 +250,8 @@ class Progress:
 
 
 class CatFile:
-    """One `git cat-file --batch`: the blobs asked for, in that order (a
-    thread writes the requests while they are read)."""
+    """One `git cat-file --batch`: the blobs asked for (object ids, bytes),
+    in that order (a thread writes the requests while they are read)."""
 
     def __init__(self, git_dir, blobs):
         self.process = subprocess.Popen(["git", "--git-dir", git_dir, "cat-file", "--batch"],
@@ -311,7 +262,7 @@ class CatFile:
     def _request(self, blobs):
         try:
             for blob in blobs:
-                self.process.stdin.write(blob.encode() + b"\n")
+                self.process.stdin.write(blob + b"\n")
             self.process.stdin.close()
         except (BrokenPipeError, ValueError):
             pass    # git ended (or the reader gave up): the reader says why
@@ -330,8 +281,8 @@ class CatFile:
     def read(self, blob):
         """The blob's content, as chunks: every one must be consumed before the next read."""
         header = self.process.stdout.readline().split()
-        if len(header) != 3 or header[0].decode() != blob or header[1] != b"blob":
-            raise DeployError(f"git cat-file: no blob {blob} ({b' '.join(header).decode(errors='replace')})")
+        if len(header) != 3 or header[0] != blob or header[1] != b"blob":
+            raise DeployError(f"git cat-file: no blob {blob.decode()} ({b' '.join(header).decode(errors='replace')})")
         return self._chunks(int(header[2]))
 
     def _chunks(self, size):

@@ -20,7 +20,7 @@ import re
 import shutil
 import stat
 
-EXECUTABLE_SUFFIX = ".x"
+EXECUTABLE_SUFFIX = b".x"
 TEMPORARY = re.compile(r"\.tmp-[0-9]+\Z")
 BLOCK = 512   # st_blocks counts 512-byte units
 
@@ -40,11 +40,13 @@ class ContentStore:
         self._fanouts = set()
 
     def key(self, blob, executable):
-        """A blob's name in the store, relative to its root."""
-        return f"{blob[:2]}/{blob[2:]}{EXECUTABLE_SUFFIX if executable else ''}"
+        """A blob's name in the store, relative to its root (bytes, as
+        the object id blob is: the checkout names 20,000 of them)."""
+        name = blob[:2] + b"/" + blob[2:]
+        return name + EXECUTABLE_SUFFIX if executable else name
 
     def path(self, key):
-        return os.path.join(self.root, key)
+        return os.path.join(self.root, os.fsdecode(key))
 
     def temporary_dir(self, pid=None):
         return os.path.join(self.root, f".tmp-{os.getpid() if pid is None else pid}")
@@ -62,6 +64,7 @@ class ContentStore:
             self._temporary = self.temporary_dir()
             shutil.rmtree(self._temporary, ignore_errors=True)
             os.makedirs(self._temporary)
+        key = os.fsdecode(key)
         temporary = os.path.join(self._temporary, key.replace("/", ""))
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.modes[executable])
         with os.fdopen(fd, "wb") as stream:
