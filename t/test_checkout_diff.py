@@ -12,10 +12,10 @@ import pytest
 
 from uwsgi_deploy import DeployError, tree
 from uwsgi_deploy.checkout import export_tree
-from uwsgi_deploy.layout import App
-from uwsgi_deploy.settings import load
+import test_checkout_store
 
 MIB = 1024 * 1024
+app = test_checkout_store.app     # the fixture: an App in a fresh home
 
 
 def git(repo, *args, input=None):
@@ -146,18 +146,17 @@ def repo(tmp_path):
 
 
 @pytest.fixture
-def app(tmp_path):
-    home = tmp_path / "h"
-    home.mkdir()
-    return App(load({"HOME": str(home)}), "app")
-
-
-@pytest.mark.parametrize("change", CHANGES, ids=[c.__name__ for c in CHANGES])
-def test_a_checkout_beside_the_live_one_is_the_pushed_tree_sized_from_the_diff(repo, app, change):
+def live(repo, app):
+    """The base version checked out: (git directory, its commit, its workdir)."""
     git_dir = os.path.join(repo, ".git")
     old = base(repo)
     export_tree(git_dir, old, app.version(old))
-    live = app.version(old).workdir
+    return git_dir, old, app.version(old).workdir
+
+
+@pytest.mark.parametrize("change", CHANGES, ids=[c.__name__ for c in CHANGES])
+def test_a_checkout_beside_the_live_one_is_the_pushed_tree_sized_from_the_diff(repo, app, live, change):
+    git_dir, old, live = live
     change(repo)
     new = commit(repo, change.__name__)
     listing = tree.list_tree(git_dir, new, previous=live)
@@ -169,10 +168,8 @@ def test_a_checkout_beside_the_live_one_is_the_pushed_tree_sized_from_the_diff(r
     assert tree.read_record(app.version(new).workdir) == (new, listing.total, listing.entries)
 
 
-def test_a_push_of_an_unrelated_history(repo, app):
-    git_dir = os.path.join(repo, ".git")
-    old = base(repo)
-    export_tree(git_dir, old, app.version(old))
+def test_a_push_of_an_unrelated_history(repo, app, live):
+    git_dir, old, live = live
     git(repo, "checkout", "-q", "--orphan", "other")
     git(repo, "rm", "-q", "-r", "--cached", ".")
     for name in os.listdir(repo):
@@ -181,21 +178,17 @@ def test_a_push_of_an_unrelated_history(repo, app):
     write(repo, "app.py", b"print('another history')\n")
     write(repo, "static/d0/f0.txt", b"file 0\n")          # one blob in common
     new = commit(repo, "unrelated")
-    live = app.version(old).workdir
     listing = tree.list_tree(git_dir, new, previous=live)
     assert listing.how.endswith(f"changed since {old[:12]}") and listing.total == len(b"print('another history')\n") + 7
     export_tree(git_dir, new, app.version(new), previous=live)
     assert on_disk(app.version(new).workdir) == in_git(repo, new)
 
 
-def test_the_limit_holds_on_a_checkout_sized_from_the_diff(repo, app):
-    git_dir = os.path.join(repo, ".git")
-    old = base(repo)
-    export_tree(git_dir, old, app.version(old))
+def test_the_limit_holds_on_a_checkout_sized_from_the_diff(repo, app, live):
+    git_dir, old, live = live
     for n in range(5):
         write(repo, f"big/z{n}", bytes(MIB))
     new = commit(repo, "five MiB more")
-    live = app.version(old).workdir
     old_total = tree.read_record(live)[1]
     entries = tree.read_record(live)[2] + 5
     with pytest.raises(DeployError, match=rf"checks out to 5 MiB in {entries} files, over DEPLOY_CHECKOUT_MAX_MB \(5 MiB\)"):
@@ -205,14 +198,11 @@ def test_the_limit_holds_on_a_checkout_sized_from_the_diff(repo, app):
 
 
 @pytest.mark.parametrize("record", [None, "garbage", "{old} 10 1"])
-def test_without_a_record_that_adds_up_every_file_is_sized(repo, app, record):
+def test_without_a_record_that_adds_up_every_file_is_sized(repo, app, live, record):
     """No record (a directory from before, a file system without user
     attributes), one that does not parse, one whose count of entries does not
     add up to the tree's: the whole tree is sized, the limit still holds."""
-    git_dir = os.path.join(repo, ".git")
-    old = base(repo)
-    export_tree(git_dir, old, app.version(old))
-    live = app.version(old).workdir
+    git_dir, old, live = live
     if record is None:
         os.removexattr(live, tree.RECORD_ATTRIBUTE)
     else:
@@ -225,11 +215,8 @@ def test_without_a_record_that_adds_up_every_file_is_sized(repo, app, record):
     assert on_disk(app.version(new).workdir) == in_git(repo, new)
 
 
-def test_a_record_of_a_commit_git_no_longer_has(repo, app):
-    git_dir = os.path.join(repo, ".git")
-    old = base(repo)
-    export_tree(git_dir, old, app.version(old))
-    live = app.version(old).workdir
+def test_a_record_of_a_commit_git_no_longer_has(repo, live):
+    git_dir, _old, live = live
     gone = "1" * 40
     total, entries = tree.read_record(live)[1:]
     os.setxattr(live, tree.RECORD_ATTRIBUTE, f"{gone} {total} {entries}".encode())
