@@ -218,5 +218,23 @@ def process_ended(pid):
         return True
 
 
+def scripts_running(prefix, pids=None):
+    """{pid: (script, version directory)} of the Python scripts running (argv[1]
+    a .py file) whose working directory starts with prefix (for example
+    HOME/app-, the app's versions), as /proc shows them (of pids, when given;
+    exited ones left out)."""
+    found = {}
+    for pid in pids if pids is not None else (int(p) for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+            with open(f"/proc/{pid}/cmdline", "rb") as stream:
+                argv = stream.read().split(b"\0")
+        except OSError:
+            continue
+        if cwd.startswith(prefix) and len(argv) > 1 and argv[1].endswith(b".py") and not process_ended(pid):
+            found[pid] = (argv[1].decode(), os.path.basename(cwd))
+    return found
+
+
 def wait_file(path, timeout=60):
     base.wait_until(lambda: os.path.exists(path), timeout, f"{path} to appear")

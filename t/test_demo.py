@@ -12,6 +12,7 @@ import urllib.request
 import pytest
 
 from conftest import ROOT, wait_until
+from sandbox import scripts_running
 from uwsgi_deploy.listeners import process_tree
 
 pytestmark = pytest.mark.emperor
@@ -22,17 +23,10 @@ def workers_running(demo):
     descend from the demo's Emperor, as /proc shows them."""
     with open(os.path.join(demo, "pids")) as stream:
         emperor = [int(pid) for kind, pid in (line.split() for line in stream) if kind == "emperor"]
-    found = {}
-    for pid in process_tree(emperor):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as stream:
-                argv = stream.read().split(b"\0")
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-        except OSError:
-            continue
-        if b"worker.py" in argv:
-            found[pid] = cwd
-    return found
+    home = os.path.join(demo, "h")
+    return {pid: os.path.join(home, version)
+            for pid, (script, version) in scripts_running(home + "/example-", process_tree(emperor)).items()
+            if script == "worker.py"}
 
 
 def job_done_by(demo, url):
