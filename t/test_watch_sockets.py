@@ -16,6 +16,7 @@ from conftest import must_fail, wait_until
 from load import BUSY_INI, BusyLoad, LoadLoop
 from sandbox import Sandbox, process_ended, scripts_running
 from sandbox_server import port_open
+from uwsgi_deploy.probe import probe_once
 
 pytestmark = [pytest.mark.emperor, pytest.mark.xdist_group(__name__)]   # its module world, built once
 
@@ -70,6 +71,23 @@ CLIENTS_AFTER_FIRST_REQUEST = LISTEN_AFTER_FIRST_REQUEST.replace('''    sock = _
     print("clients open in pid", os.getpid(), flush=True)''')
 assert "clients open" in CLIENTS_AFTER_FIRST_REQUEST
 
+# The same, taking over another app's live link (as `socket = %d../run/other.socket`
+# did: unlink it, bind there), once for the version (the first worker to get there).
+TAKE_OVER_AFTER_FIRST_REQUEST = LISTEN_AFTER_FIRST_REQUEST.replace('''    sock = _socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    _held.append(sock)''', '''    try:
+        os.close(os.open(_live_socket + "." + _own_socket + ".took", os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return
+    path = os.path.join(os.path.dirname(_live_socket), "other.socket")
+    os.unlink(path)
+    sock = _socket.socket(_socket.AF_UNIX)
+    sock.bind(path)
+    sock.listen()
+    _held.append(sock)''')
+assert ".took" in TAKE_OVER_AFTER_FIRST_REQUEST
+
 # A Procfile worker; with LISTEN set, the worker starts a child that opens
 # a TCP listener 1 s later (the child prints its port and pid to the log),
 # in a session of its own as a daemonized helper would be: the SIGTERM the
@@ -93,12 +111,17 @@ def version_files(environment=""):
 
 @pytest.fixture(scope="module")
 def world(stop_later):
-    """An Emperor and nginx; `app` live at v1 (two workers, a Procfile worker)."""
+    """An Emperor and nginx; `app` live at v1 (two workers, a Procfile worker),
+    and another app, `other`."""
     box = Sandbox()
     box.environ.pop("DEPLOY_WATCH", None)   # the default settings
     box.start_emperor()
-    box.deploy_init("app")
+    for app in ("app", "other"):
+        box.deploy_init(app)
     box.start_nginx(["app"])
+    other = box.source_repo("src-other")
+    box.commit_app("o1", repo=other)
+    assert box.push("other", repo=other).returncode == 0
     box.commit_app("v1", extra=version_files())
     assert box.push().returncode == 0
     yield box
@@ -124,16 +147,18 @@ def push_v2(box, code="", environment="", load=None):
 def refused_in_the_watch(box, result, live):
     """The push was refused by the watch's socket look, traffic went back to
     live and only its vassal runs; the refusal line."""
-    line = must_fail(result, 1, r"remote: pre-receive: watch: app-[0-9a-f]{12} opened what nginx does not reach "
-                                r"after going live: ")
-    new = re.search(r"watch: (app-[0-9a-f]{12}) opened", line).group(1)
+    line = must_fail(result, 1, r"remote: pre-receive: watch: (another app's live link changed while "
+                                r"app-[0-9a-f]{12} served: |app-[0-9a-f]{12} opened what nginx does not reach "
+                                r"after going live: )")
+    new = re.search(r"watch: (another app's live link changed while )?(app-[0-9a-f]{12}) ", line).group(2)
     assert "Checking what " + new + " listens on" in result.stderr   # the check before the switch passed
     assert f"switched back to {live}" in result.stderr and f"{new} not deployed; {live} is still live" \
         in result.stderr
     assert box.app("app").live_version().run_name == live
     assert box.get("/").text == "v1"
-    assert box.vassal_inis() == sorted([f"{live}.ini", f"{live}.procs.ini"])
-    box.wait_emperor_vassals([f"{live}.ini", f"{live}.procs.ini"], timeout=60)   # the new one's stopped
+    others = [box.app("other").live_version().run_name + ".ini"]
+    assert box.vassal_inis() == sorted([f"{live}.ini", f"{live}.procs.ini", *others])
+    box.wait_emperor_vassals([f"{live}.ini", f"{live}.procs.ini", *others], timeout=60)   # the new one's stopped
     return line, new
 
 
@@ -181,6 +206,21 @@ def test_a_listener_from_a_procfile_process_is_switched_back_and_its_holder_kill
     # the new version's worker got SIGTERM; the old one never stopped
     wait_until(lambda: list(workers_of(world)) == [old_worker], 60, "only the old version's worker")
     assert world.app("app").live_version().run_name == live
+
+
+def test_another_apps_live_link_taken_over_after_going_live_is_put_back(world):
+    live = world.app("app").live_version().run_name
+    other = world.app("other")
+    before = os.readlink(other.live_socket)
+    with LoadLoop(world.url("/"), ["v1", "v2"], clients=2, max_seconds=120) as load:
+        result = push_v2(world, TAKE_OVER_AFTER_FIRST_REQUEST)
+    line, new = refused_in_the_watch(world, result, live)
+    assert f"another app's live link changed while {new} served: {other.live_socket} (was -> {before}, " \
+           "now a socket) (put back)" in line, line
+    assert f"unix stream listener {other.live_socket} (pid " in line
+    assert os.readlink(other.live_socket) == before
+    assert probe_once("unix:" + other.live_socket, "/").ok
+    assert sum(load.errors.values()) == 0 and set(load.statuses) == {200}, load.summary()
 
 
 def test_a_clean_version_with_clients_goes_live(world):

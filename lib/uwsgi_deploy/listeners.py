@@ -259,18 +259,25 @@ def check_candidate(settings, version, watch):
     first). Returns (processes, sockets) looked at, for the report."""
     roots, pids = candidate_pids(settings, version)
     found = findings(pids, {version.socket, version.stats_socket})
-    taken = watch.changed()
-    problems = []
-    if taken:
-        watch.restore(taken)
-        problems.append(f"another app's live link changed while {version.run_name} started: "
-                        + "; ".join(taken.values()) + " (put back)")
-    if found:
-        problems.append(f"{version.run_name} opened what nginx does not reach: " + "; ".join(found))
+    problems = what_is_wrong(version, found, watch, "started", "")
     if problems:
         kill_pids(sorted(pids - roots))   # its master and workers go with its vassal; nothing else would
-        raise DeployError("; and ".join(problems) + " (docs/security.md)")
+        raise DeployError(problems)
     return len(pids), len(socket_inodes(pids))
+
+
+def what_is_wrong(version, found, watch, while_it, when):
+    """The refusal for what was found and for the other apps' links a
+    LinkWatch saw change (put back here), or None."""
+    problems = []
+    taken = watch.changed()
+    if taken:
+        watch.restore(taken)
+        problems.append(f"another app's live link changed while {version.run_name} {while_it}: "
+                        + "; ".join(taken.values()) + " (put back)")
+    if found:
+        problems.append(f"{version.run_name} opened what nginx does not reach{when}: " + "; ".join(found))
+    return "; and ".join(problems) + " (docs/security.md)" if problems else None
 
 
 WATCH_LOOK_EVERY = 1.0   # seconds between two looks during the watch (each reads all of /proc's stat files)
@@ -286,13 +293,15 @@ class WatchOpened:
     WATCH_LOOK_EVERY seconds and once more when the window closes (a look
     when the Emperor does not answer is taken at the next call instead).
     Anything found raises DeployError naming each socket (protocol,
-    address, pid): the watch switches back. The version's uWSGI processes
+    address, pid), and so does another app's live link taken over (put
+    back first, as before the switch): the watch switches back. The version's uWSGI processes
     (masters, their direct children) and the Procfile's processes stop with
     the version, gracefully; a process of the app's own that holds what was
     found is killed, or it would outlive the version."""
 
     def __init__(self, settings, version, say=None, every=WATCH_LOOK_EVERY):
         self.settings, self.version, self.say, self.every = settings, version, say, every
+        self.links = LinkWatch(settings, version.app)   # the other apps' live links, checked before the switch
         self.next_look = 0.0
         self.closed = False     # the window-closing look is taken
         self.looks = self.most_processes = 0
@@ -335,16 +344,15 @@ class WatchOpened:
         pids = set().union(*trees.values()) if trees else set()
         self.looks += 1
         self.most_processes = max(self.most_processes, len(pids))
-        if not pids:
-            return
         # a vassal the Emperor has just forked holds the Emperor's sockets
         # (its stats socket) until it closes them: they are not the version's
         emperor = masters["emperor"]
-        inherited = socket_inodes({emperor}) if isinstance(emperor, int) and emperor > 0 else {}
-        found = held(pids, {self.version.socket, self.version.stats_socket}, ignore=inherited)
-        if not found:
-            return
-        managed = {pid for kind, tree in trees.items() for pid, depth in tree.items() if depth <= own_depth[kind]}
-        kill_pids(sorted({pid for text, pid in found} - managed))
-        raise DeployError(f"{self.version.run_name} opened what nginx does not reach after going live: "
-                          + "; ".join(text for text, pid in found) + " (docs/security.md)")
+        inherited = socket_inodes({emperor}) if pids and isinstance(emperor, int) and emperor > 0 else {}
+        found = held(pids, {self.version.socket, self.version.stats_socket}, ignore=inherited) if pids else []
+        problems = what_is_wrong(self.version, [text for text, pid in found], self.links, "served",
+                                 " after going live")
+        if problems:
+            managed = {pid for kind, tree in trees.items() for pid, depth in tree.items()
+                       if depth <= own_depth[kind]}
+            kill_pids(sorted({pid for text, pid in found} - managed))
+            raise DeployError(problems)
