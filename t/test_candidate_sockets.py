@@ -177,3 +177,36 @@ def test_link_watch_tells_a_takeover_from_another_deploy(tmp_path):
         assert os.readlink(run / "d.socket") == f"d-{'d' * 12}.socket"
     finally:
         taken.close()
+
+
+def test_link_watch_leaves_canary_maintenance_and_its_own_apps_links_alone(tmp_path):
+    """What other apps' deploys do meanwhile is not a takeover: a canary link
+    switched (canary.follow writes it absolute), maintenance on and its
+    behind link; nor are the watched app's own links. A canary link that
+    leads out of ~/run, or to another app's socket, is."""
+    from types import SimpleNamespace
+    from uwsgi_deploy.layout import App
+    from uwsgi_deploy.listeners import LinkWatch
+    run = tmp_path / "run"
+    run.mkdir()
+    old, new = "a" * 12, "b" * 12
+    links = {"app.socket": f"app-{old}.socket", "app.canary.socket": f"{run}/app-{old}.socket",
+             "b.socket": f"b-{old}.socket", "b.canary.socket": f"{run}/b-{old}.socket",
+             "c.socket": f"c-{old}.socket", "c.behind.socket": f"c-{old}.socket",
+             "d.canary.socket": f"{run}/d-{old}.socket", "e.canary.socket": f"e-{old}.socket"}
+    for name, target in links.items():
+        os.symlink(target, run / name)
+    settings = SimpleNamespace(run_dir=str(run), home=str(tmp_path))
+    watch = LinkWatch(settings, App(settings, "app"))
+    assert "app.canary.socket" not in watch.before and "b.canary.socket" in watch.before
+
+    def switch(name, target):
+        os.unlink(run / name)
+        os.symlink(target, run / name)
+    switch("app.canary.socket", "/elsewhere/x.socket")          # its own app's: not watched
+    switch("b.canary.socket", f"{run}/b-{new}.socket")          # b's canary runs
+    switch("c.socket", "c.maintenance.socket")                  # c in maintenance
+    switch("c.behind.socket", f"c-{new}.socket")
+    switch("d.canary.socket", f"/tmp/d-{new}.socket")           # out of ~/run
+    switch("e.canary.socket", f"{run}/app-{new}.socket")        # to the watched app's socket
+    assert sorted(watch.changed()) == ["d.canary.socket", "e.canary.socket"]

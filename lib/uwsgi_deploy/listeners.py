@@ -34,7 +34,7 @@ import struct
 import time
 
 from . import DeployError, proclayout
-from .layout import REV_LENGTH
+from .layout import MAINTENANCE_SUFFIX, REV_LENGTH
 from .links import switch_symlink
 from .stats import read_stats, vassal_state
 from .vassal import kill_pids
@@ -195,8 +195,9 @@ def held(pids, own_paths, ignore=()):
 
 
 class LinkWatch:
-    """Other apps' live links (~/run/APP.socket -> APP-<rev>.socket) as they
-    were when it was made; changed() names those a candidate took over."""
+    """Other apps' links in ~/run (the live socket APP.socket, the canary
+    link APP.canary.socket, the link behind maintenance APP.behind.socket) as
+    they were when it was made; changed() names those a candidate took over."""
 
     def __init__(self, settings, app):
         self.run_dir, self.app = settings.run_dir, app
@@ -210,7 +211,7 @@ class LinkWatch:
             return links
         for name in names:
             path = os.path.join(self.run_dir, name)
-            if name.endswith(".socket") and name != os.path.basename(self.app.live_socket) and os.path.islink(path):
+            if name.endswith(".socket") and link_app(name) != self.app.name and os.path.islink(path):
                 try:
                     links[name] = os.readlink(path)
                 except OSError:
@@ -226,16 +227,18 @@ class LinkWatch:
 
     def changed(self):
         """{name: what happened} of the other apps' links that no longer lead
-        to one of their own app's sockets. A link another deploy switched
-        meanwhile (to OTHER-<rev>[.N].socket) has not changed."""
+        to one of their own app's sockets. A link another deploy, canary or
+        maintenance switched meanwhile (to OTHER-<rev>[.N].socket, or
+        OTHER.maintenance.socket, in ~/run) has not changed."""
         changed = {}
         for name, target in sorted(self.before.items()):
             path = os.path.join(self.run_dir, name)
-            own = re.compile(re.escape(name[:-len(".socket")]) + r"-[0-9a-f]{%d}(\.[1-9][0-9]*)?\.socket\Z"
-                             % REV_LENGTH)
+            own = re.compile(re.escape(link_app(name)) + r"(-[0-9a-f]{%d}(\.[1-9][0-9]*)?|%s)\.socket\Z"
+                             % (REV_LENGTH, re.escape(MAINTENANCE_SUFFIX)))
             try:
                 now = os.readlink(path)
-                if now == target or own.match(now):
+                in_run = os.path.dirname(now) in ("", self.run_dir)   # canary.follow writes absolute links
+                if now == target or (in_run and own.match(os.path.basename(now))):
                     continue
                 what = f"now leads to {now}"
             except FileNotFoundError:
@@ -244,6 +247,12 @@ class LinkWatch:
                 what = "now a socket" if _is_socket(path) else "no longer a link"
             changed[name] = f"{path} (was -> {target}, {what})"
         return changed
+
+
+def link_app(name):
+    """The app a link in ~/run is of: APP.socket, APP.canary.socket,
+    APP.behind.socket -> APP (an app's name has no dot)."""
+    return name.split(".", 1)[0]
 
 
 def _is_socket(path):
