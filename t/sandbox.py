@@ -204,6 +204,24 @@ class PausedPush(RunningPush):
         return hook
 
 
+def app_beside_another(v1_files):
+    """A Sandbox with the default settings (DEPLOY_WATCH unset), its Emperor,
+    nginx for `app`, another app `other` live at o1, and `app` live at v1
+    (the test app with v1_files)."""
+    box = Sandbox()
+    box.environ.pop("DEPLOY_WATCH", None)
+    box.start_emperor()
+    for app in ("app", "other"):
+        box.deploy_init(app)
+    box.start_nginx(["app"])
+    other = box.source_repo("src-other")
+    box.commit_app("o1", repo=other)
+    assert box.push("other", repo=other).returncode == 0
+    box.commit_app("v1", extra=v1_files)
+    assert box.push().returncode == 0
+    return box
+
+
 def parent_of(pid):
     with open(f"/proc/{pid}/stat") as stream:
         return int(stream.read().rsplit(") ", 1)[1].split()[1])

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import must_fail, wait_until
 from load import BUSY_INI, BusyLoad
-from sandbox import Sandbox
+from sandbox import app_beside_another
 from sandbox_server import port_open
 from uwsgi_deploy.listeners import findings, inet_address
 from uwsgi_deploy.probe import probe_once
@@ -34,17 +34,7 @@ TAKE_OVER_OTHER = HERE + ("import socket\n_path = os.path.join(RUN, 'other.socke
 @pytest.fixture(scope="module")
 def world(stop_later):
     """An Emperor and nginx; `app` live at v1 (two workers) and `other` live."""
-    box = Sandbox()
-    box.environ.pop("DEPLOY_WATCH", None)   # the default settings
-    box.start_emperor()
-    for app in ("app", "other"):
-        box.deploy_init(app)
-    box.start_nginx(["app"])
-    other = box.source_repo("src-other")
-    box.commit_app("o1", repo=other)
-    assert box.push("other", repo=other).returncode == 0
-    box.commit_app("v1", extra={"uwsgi.ini": BUSY_INI})
-    assert box.push().returncode == 0
+    box = app_beside_another({"uwsgi.ini": BUSY_INI})   # the default settings
     box.live_v1 = box.app("app").live_version().run_name
     yield box
     stop_later(box)

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import must_fail, wait_until
 from load import BUSY_INI, BusyLoad, LoadLoop
-from sandbox import Sandbox, process_ended, scripts_running
+from sandbox import app_beside_another, process_ended, scripts_running
 from sandbox_server import port_open
 from uwsgi_deploy.probe import probe_once
 
@@ -113,17 +113,7 @@ def version_files(environment=""):
 def world(stop_later):
     """An Emperor and nginx; `app` live at v1 (two workers, a Procfile worker),
     and another app, `other`."""
-    box = Sandbox()
-    box.environ.pop("DEPLOY_WATCH", None)   # the default settings
-    box.start_emperor()
-    for app in ("app", "other"):
-        box.deploy_init(app)
-    box.start_nginx(["app"])
-    other = box.source_repo("src-other")
-    box.commit_app("o1", repo=other)
-    assert box.push("other", repo=other).returncode == 0
-    box.commit_app("v1", extra=version_files())
-    assert box.push().returncode == 0
+    box = app_beside_another(version_files())   # the default settings
     yield box
     stop_later(box)
 
