@@ -20,14 +20,22 @@ DEMO_DIR ?= /tmp/uwsgi-deploy-demo
 # the library, and the development harness in dev/ (not installed)
 RUN_WITH_LIB = PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHONPATH="$(CURDIR)/lib:$(CURDIR)/dev" $(VENV)/bin/python
 
-.PHONY: all install uninstall check test lint venv clean demo demo-stop fleet-demo bench wrk man docs
+.PHONY: all install uninstall check test lint venv dev-venv clean demo demo-stop fleet-demo bench wrk man docs
 
-all: venv
+all: dev-venv
 
-# The checkout's own environment: the tools' pinned requirements plus test tools.
+# The checkout's own environment: the tools' pinned requirements, all that
+# `make install` needs (install.sh builds only this: a host carries no test
+# tools). `make dev-venv`, which the test, check and lint targets pull in,
+# adds what they use (requirements-dev.txt).
 venv: $(VENV)/.installed
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+dev-venv: $(VENV)/.dev-installed
+$(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
@@ -93,10 +101,10 @@ TEST_WORKERS ?= 8
 CHECK_WORKERS ?= 2
 PYTEST_ARGS ?=
 
-check: $(VENV)/.installed
+check: $(VENV)/.dev-installed
 	$(PYTEST) -q -n $(CHECK_WORKERS) -m "$(UNIT_TESTS)" $(PYTEST_ARGS)
 
-test: $(VENV)/.installed wrk
+test: $(VENV)/.dev-installed wrk
 	$(PYTEST) -q -n $(TEST_WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS)
 
 # wrk is a benchmark tool: the production install leaves it out; the
@@ -134,7 +142,7 @@ bench: $(VENV)/.installed wrk
 	$(RUN_WITH_LIB) bench/background $(BENCH_ARGS)
 	$(RUN_WITH_LIB) bench/keys $(BENCH_ARGS)
 
-lint: $(VENV)/.installed
+lint: $(VENV)/.dev-installed
 	$(VENV)/bin/python -m pyflakes lib t dev share bench $(addprefix bin/,$(TOOLS))
 
 clean:

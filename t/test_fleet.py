@@ -61,6 +61,9 @@ def test_install_playbook_made_every_host_ready_and_the_primary_its_controller(f
         for tool in ("deploy-version", "deploy-status", "pre-receive"):
             assert os.access(os.path.join(host.bin_dir, tool), os.X_OK)
         assert os.path.islink(os.path.join(host.app.repo, "hooks", "pre-receive"))
+        # a production install: the tools' requirements, no test tools (requirements-dev.txt)
+        venv = os.path.join(host.box.root, "toolkit", ".venv", "bin")
+        assert os.access(os.path.join(venv, "uv"), os.X_OK) and not os.path.exists(os.path.join(venv, "pytest"))
         with open(os.path.join(host.home, ".ssh", "authorized_keys")) as stream:
             assert (f'restrict,command="deploy-gate --key fleet --role fleet --app {APP}",from="127.0.0.1" '
                     f"{fleet_key} deploy-key:fleet\n") in stream.read()
