@@ -20,7 +20,7 @@ DEMO_DIR ?= /tmp/uwsgi-deploy-demo
 # the library, and the development harness in dev/ (not installed)
 RUN_WITH_LIB = PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHONPATH="$(CURDIR)/lib:$(CURDIR)/dev" $(VENV)/bin/python
 
-.PHONY: all install uninstall check test lint venv dev-venv clean demo demo-stop fleet-demo bench wrk man docs
+.PHONY: all install uninstall check test lint venv dev-venv site clean demo demo-stop fleet-demo bench wrk man docs
 
 all: dev-venv
 
@@ -39,9 +39,19 @@ $(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+# The pinned requirements as installed tools carry them (LIBDIR/site), compiled:
+# built beside and renamed, so installs running at once never see half of it.
+site: $(VENV)/site
+$(VENV)/site: requirements.txt $(VENV)/.installed
+	new=$@.new.$$$$ && rm -rf $$new && \
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --target $$new -r requirements.txt && \
+	$(PYTHON) -m compileall -q $$new && \
+	rm -rf $@.old.$$$$ && if [ -d $@ ]; then mv $@ $@.old.$$$$; fi && \
+	{ mv -T $$new $@ 2>/dev/null || rm -rf $$new; } && rm -rf $@.old.$$$$ && touch $@
+
 # Tools get an absolute shebang and library path, so they need no PYTHONPATH;
 # the pinned requirements are vendored into LIBDIR/site.
-install: $(VENV)/.installed
+install: $(VENV)/.installed $(VENV)/site
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/uwsgi_deploy
 	for tool in $(TOOLS); do \
 	  sed -e '1s|.*|#!$(PYTHON)|' \
@@ -53,10 +63,11 @@ install: $(VENV)/.installed
 	install -m 644 $(MODULES) $(DESTDIR)$(LIBDIR)/uwsgi_deploy/
 	sed -i -e 's|^SHARE_DIR = .*# SHAREDIR$$|SHARE_DIR = "$(SHAREDIR)"|' \
 	       -e 's|^BIN_DIR = .*# BINDIR$$|BIN_DIR = "$(BINDIR)"|' $(DESTDIR)$(LIBDIR)/uwsgi_deploy/paths.py
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check --upgrade \
-	  --target $(DESTDIR)$(LIBDIR)/site -r requirements.txt
+	# the vendored requirements, built once per requirements.txt (site:), copied
+	rm -rf $(DESTDIR)$(LIBDIR)/site.new.$$$$ && cp -a $(VENV)/site $(DESTDIR)$(LIBDIR)/site.new.$$$$ && \
+	  rm -rf $(DESTDIR)$(LIBDIR)/site && mv $(DESTDIR)$(LIBDIR)/site.new.$$$$ $(DESTDIR)$(LIBDIR)/site
 	# compiled now: the deploy account cannot write __pycache__ here later
-	$(PYTHON) -m compileall -q $(DESTDIR)$(LIBDIR)/uwsgi_deploy $(DESTDIR)$(LIBDIR)/site
+	$(PYTHON) -m compileall -q $(DESTDIR)$(LIBDIR)/uwsgi_deploy
 	for file in $(SHARE_FILES); do \
 	  if [ -x $$file ]; then mode=755; else mode=644; fi; \
 	  install -D -m $$mode $$file $(DESTDIR)$(SHAREDIR)/$${file#share/} || exit 1; \

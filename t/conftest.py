@@ -243,9 +243,11 @@ def busy_server(server):
 
 @pytest.fixture(scope="session")
 def fleet_world():
-    """The three-host fleet (dev/fleet_world.py), built once for every fleet
-    test file of the session (building it takes a minute or more): each
-    file's own `fleet` fixture sets what it needs and puts it back."""
+    """The three-host fleet (dev/fleet_world.py), built once per pytest
+    process for the fleet test files it runs (building it takes a minute or
+    more): each file's own `fleet` fixture sets what it needs and puts it
+    back. Under `make test` the fleet files are xdist groups of their own,
+    each on its own worker with its own world, so they run side by side."""
     from fleet_world import FleetWorld
     world = FleetWorld().build()
     try:
