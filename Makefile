@@ -105,7 +105,8 @@ uninstall:
 # Tiers (docs/testing.md): `check` runs the tests that need no Emperor,
 # load, ssh, fleet or network; `test` runs every test, TEST_WORKERS at once
 # (they mostly wait on servers, so more workers than cores pay); tests that
-# share a module-scoped world (xdist_group) stay on one worker.
+# share a module-scoped world (xdist_group) stay on one worker; units of work
+# go out in t/conftest.py's order, slowest kinds first (--no-loadscope-reorder).
 PYTEST = PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python -m pytest
 UNIT_TESTS = not (emperor or load or ssh or fleet or network)
 TEST_WORKERS ?= 8
@@ -116,7 +117,7 @@ check: $(VENV)/.dev-installed
 	$(PYTEST) -q -n $(CHECK_WORKERS) -m "$(UNIT_TESTS)" $(PYTEST_ARGS)
 
 test: $(VENV)/.dev-installed wrk
-	$(PYTEST) -q -n $(TEST_WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS)
+	$(PYTEST) -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=15 $(PYTEST_ARGS)
 
 # wrk is a benchmark tool: the production install leaves it out; the
 # benchmarks (and the test that runs one) install it here, as root.
