@@ -20,20 +20,38 @@ DEMO_DIR ?= /tmp/uwsgi-deploy-demo
 # the library, and the development harness in dev/ (not installed)
 RUN_WITH_LIB = PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHONPATH="$(CURDIR)/lib:$(CURDIR)/dev" $(VENV)/bin/python
 
-.PHONY: all install uninstall check test lint venv clean demo demo-stop fleet-demo bench wrk man docs
+.PHONY: all install uninstall check test lint venv dev-venv site clean demo demo-stop fleet-demo bench wrk man docs
 
-all: venv
+all: dev-venv
 
-# The checkout's own environment: the tools' pinned requirements plus test tools.
+# The checkout's own environment: the tools' pinned requirements, all that
+# `make install` needs (install.sh builds only this: a host carries no test
+# tools). `make dev-venv`, which the test, check and lint targets pull in,
+# adds what they use (requirements-dev.txt).
 venv: $(VENV)/.installed
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+dev-venv: $(VENV)/.dev-installed
+$(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+# The pinned requirements as installed tools carry them (LIBDIR/site), compiled:
+# built beside and renamed, so installs running at once never see half of it.
+site: $(VENV)/site
+$(VENV)/site: requirements.txt $(VENV)/.installed
+	new=$@.new.$$$$ && rm -rf $$new && \
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --target $$new -r requirements.txt && \
+	$(PYTHON) -m compileall -q $$new && \
+	rm -rf $@.old.$$$$ && if [ -d $@ ]; then mv $@ $@.old.$$$$; fi && \
+	{ mv -T $$new $@ 2>/dev/null || rm -rf $$new; } && rm -rf $@.old.$$$$ && touch $@
+
 # Tools get an absolute shebang and library path, so they need no PYTHONPATH;
 # the pinned requirements are vendored into LIBDIR/site.
-install: $(VENV)/.installed
+install: $(VENV)/.installed $(VENV)/site
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/uwsgi_deploy
 	for tool in $(TOOLS); do \
 	  sed -e '1s|.*|#!$(PYTHON)|' \
@@ -45,10 +63,11 @@ install: $(VENV)/.installed
 	install -m 644 $(MODULES) $(DESTDIR)$(LIBDIR)/uwsgi_deploy/
 	sed -i -e 's|^SHARE_DIR = .*# SHAREDIR$$|SHARE_DIR = "$(SHAREDIR)"|' \
 	       -e 's|^BIN_DIR = .*# BINDIR$$|BIN_DIR = "$(BINDIR)"|' $(DESTDIR)$(LIBDIR)/uwsgi_deploy/paths.py
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check --upgrade \
-	  --target $(DESTDIR)$(LIBDIR)/site -r requirements.txt
+	# the vendored requirements, built once per requirements.txt (site:), copied
+	rm -rf $(DESTDIR)$(LIBDIR)/site.new.$$$$ && cp -a $(VENV)/site $(DESTDIR)$(LIBDIR)/site.new.$$$$ && \
+	  rm -rf $(DESTDIR)$(LIBDIR)/site && mv $(DESTDIR)$(LIBDIR)/site.new.$$$$ $(DESTDIR)$(LIBDIR)/site
 	# compiled now: the deploy account cannot write __pycache__ here later
-	$(PYTHON) -m compileall -q $(DESTDIR)$(LIBDIR)/uwsgi_deploy $(DESTDIR)$(LIBDIR)/site
+	$(PYTHON) -m compileall -q $(DESTDIR)$(LIBDIR)/uwsgi_deploy
 	for file in $(SHARE_FILES); do \
 	  if [ -x $$file ]; then mode=755; else mode=644; fi; \
 	  install -D -m $$mode $$file $(DESTDIR)$(SHAREDIR)/$${file#share/} || exit 1; \
@@ -86,18 +105,19 @@ uninstall:
 # Tiers (docs/testing.md): `check` runs the tests that need no Emperor,
 # load, ssh, fleet or network; `test` runs every test, TEST_WORKERS at once
 # (they mostly wait on servers, so more workers than cores pay); tests that
-# share a module-scoped world (xdist_group) stay on one worker.
+# share a module-scoped world (xdist_group) stay on one worker; units of work
+# go out in t/conftest.py's order, slowest kinds first (--no-loadscope-reorder).
 PYTEST = PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python -m pytest
 UNIT_TESTS = not (emperor or load or ssh or fleet or network)
 TEST_WORKERS ?= 8
 CHECK_WORKERS ?= 2
 PYTEST_ARGS ?=
 
-check: $(VENV)/.installed
+check: $(VENV)/.dev-installed
 	$(PYTEST) -q -n $(CHECK_WORKERS) -m "$(UNIT_TESTS)" $(PYTEST_ARGS)
 
-test: $(VENV)/.installed wrk
-	$(PYTEST) -q -n $(TEST_WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS)
+test: $(VENV)/.dev-installed wrk
+	$(PYTEST) -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=15 $(PYTEST_ARGS)
 
 # wrk is a benchmark tool: the production install leaves it out; the
 # benchmarks (and the test that runs one) install it here, as root.
@@ -134,7 +154,7 @@ bench: $(VENV)/.installed wrk
 	$(RUN_WITH_LIB) bench/background $(BENCH_ARGS)
 	$(RUN_WITH_LIB) bench/keys $(BENCH_ARGS)
 
-lint: $(VENV)/.installed
+lint: $(VENV)/.dev-installed
 	$(VENV)/bin/python -m pyflakes lib t dev share bench $(addprefix bin/,$(TOOLS))
 
 clean:

@@ -100,10 +100,34 @@ def keep_groups_together(config, items):
                 item._id = coerce_node_id(f"{item.nodeid}@{name}")
 
 
-# The slowest kinds first: in a parallel run (make test) a long test that
-# starts last would finish last, alone. xdist hands out the module-scoped
-# worlds (xdist_group) before single tests, then single tests in this order.
+# The slowest first (make test): xdist (--dist loadgroup --no-loadscope-reorder)
+# hands out units of work in the order of this list: a group's tests (one
+# xdist_group, one worker, one world built once) or a single test. Each
+# worker gets one unit, then, while its unit has at most two tests left, one
+# more queued behind it. So the list is: one unit of the slowest kinds per
+# worker (the fleet groups, then network, ssh, load: the benchmarks, the
+# install tests, the account worlds), then one quick unit test per worker
+# (what waits behind a long single test is a test of milliseconds), then
+# the rest, slowest kinds first, bigger groups first within a kind.
 SLOW_FIRST = ("fleet", "network", "ssh", "load", "emperor")
+
+
+def slowest_first(items, workers):
+    def rank(item):
+        return next((i for i, name in enumerate(SLOW_FIRST) if item.get_closest_marker(name)), len(SLOW_FIRST))
+
+    def group(item):
+        marker = item.get_closest_marker("xdist_group")
+        return marker and (marker.args[0] if marker.args else marker.kwargs.get("name", "default"))
+    units = {}
+    for item in items:
+        units.setdefault(group(item) or item.nodeid, []).append(item)
+    ordered = sorted(units.values(), key=lambda unit: (min(map(rank, unit)), -len(unit)))
+    if workers > 1:
+        head, rest = ordered[:workers], ordered[workers:]
+        quick = [unit for unit in rest if min(map(rank, unit)) == len(SLOW_FIRST)][:workers]
+        ordered = head + quick + [unit for unit in rest if not any(unit is q for q in quick)]
+    items[:] = [item for unit in ordered for item in unit]
 
 
 def pytest_collection_modifyitems(config, items):
@@ -111,19 +135,7 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if EMPEROR_FIXTURES & set(item.fixturenames) and item.get_closest_marker("emperor") is None:
             item.add_marker(pytest.mark.emperor)
-
-    def rank(item):
-        return next((i for i, name in enumerate(SLOW_FIRST) if item.get_closest_marker(name)), len(SLOW_FIRST))
-
-    def group(item):
-        marker = item.get_closest_marker("xdist_group")
-        return marker and (marker.args[0] if marker.args else marker.kwargs.get("name"))
-    # a group's tests stay together (its world is built once), at its slowest rank
-    group_rank = {}
-    for item in items:
-        if group(item):
-            group_rank[group(item)] = min(rank(item), group_rank.get(group(item), len(SLOW_FIRST)))
-    items.sort(key=lambda item: group_rank[group(item)] if group(item) else rank(item))
+    slowest_first(items, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
 
 
 NOWHERE = "/nonexistent/uwsgi-deploy-test"
@@ -243,9 +255,11 @@ def busy_server(server):
 
 @pytest.fixture(scope="session")
 def fleet_world():
-    """The three-host fleet (dev/fleet_world.py), built once for every fleet
-    test file of the session (building it takes a minute or more): each
-    file's own `fleet` fixture sets what it needs and puts it back."""
+    """The three-host fleet (dev/fleet_world.py), built once per pytest
+    process for the fleet test files it runs (building it takes a minute or
+    more): each file's own `fleet` fixture sets what it needs and puts it
+    back. Under `make test` the fleet files are xdist groups of their own,
+    each on its own worker with its own world, so they run side by side."""
     from fleet_world import FleetWorld
     world = FleetWorld().build()
     try:

@@ -5,8 +5,9 @@ share/fleet/install.yml over real ssh, host 1 the primary. A developer's
 `git push` to host 1 runs the fleet deploy through Ansible; every setting is
 the default (the watch is the default 3 s).
 
-One such world serves the whole session (conftest's fleet_world);
-each test first brings the fleet to the state it starts from."""
+One such world serves every test of this file (conftest's fleet_world,
+built once per pytest process); each test first brings the fleet to the
+state it starts from."""
 import json
 import os
 import pwd
@@ -19,9 +20,11 @@ from conftest import must_fail
 from fleet_world import (APP, FleetLoad, assert_no_candidate_anywhere, pusher_lines,
                          same_version_everywhere)
 
-# the session's one fleet world (conftest): under xdist its tests run on one worker
+# under xdist its tests run on one worker, with that worker's fleet world; the
+# fault tests (test_fleet_faults.py, group "fleet") run on another, with their
+# own: two chains of fleet tests side by side, not one after the other
 pytestmark = [pytest.mark.fleet, pytest.mark.ssh, pytest.mark.emperor, pytest.mark.load,
-              pytest.mark.xdist_group("fleet")]
+              pytest.mark.xdist_group("fleet-deploys")]
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +64,9 @@ def test_install_playbook_made_every_host_ready_and_the_primary_its_controller(f
         for tool in ("deploy-version", "deploy-status", "pre-receive"):
             assert os.access(os.path.join(host.bin_dir, tool), os.X_OK)
         assert os.path.islink(os.path.join(host.app.repo, "hooks", "pre-receive"))
+        # a production install: the tools' requirements, no test tools (requirements-dev.txt)
+        venv = os.path.join(host.box.root, "toolkit", ".venv", "bin")
+        assert os.access(os.path.join(venv, "uv"), os.X_OK) and not os.path.exists(os.path.join(venv, "pytest"))
         with open(os.path.join(host.home, ".ssh", "authorized_keys")) as stream:
             assert (f'restrict,command="deploy-gate --key fleet --role fleet --app {APP}",from="127.0.0.1" '
                     f"{fleet_key} deploy-key:fleet\n") in stream.read()
