@@ -1,5 +1,6 @@
 """make demo: the example app deployed by a real `git push` into a sandbox
-(an Emperor and nginx on a free loopback port); make demo-stop ends it.
+(an Emperor and nginx on a free loopback port), then a job queued for its
+Procfile's worker, which does it; make demo-stop ends it.
 
     PYTHONPATH=lib:dev python3 dev/demo.py start|stop [DIR]     (default DIR /tmp/uwsgi-deploy-demo)
 
@@ -8,6 +9,7 @@ be a directory of theirs that nobody else can write): the demo runs what is
 in it and stop signals the PIDs recorded there, so a DIR another user
 prepared in /tmp is refused.
 """
+import itertools
 import os
 import shutil
 import stat
@@ -15,10 +17,13 @@ import subprocess
 import sys
 import urllib.request
 
-from sandbox_server import CHECKOUT, Sandbox, stop_recorded
+from sandbox_server import CHECKOUT, Sandbox, stop_recorded, wait_until
+from uwsgi_deploy import proclayout
+from uwsgi_deploy.layout import App
 from uwsgi_deploy.paths import share
 
 DEFAULT_DIR = "/tmp/uwsgi-deploy-demo"
+JOB_TIMEOUT = 20   # seconds the worker gets to do the demo's job
 
 
 def step(text):
@@ -77,8 +82,43 @@ def start(root):
     with urllib.request.urlopen(box.url("/"), timeout=10) as response:
         page = response.read().decode()
     step(f"the example app is live at {box.url('/')} and says:\n\n    {page}")
+    show_background_work(box, bin_dir)
     step(f"to redeploy: cd {source}; edit hello.py; git commit -am 'say hi'; git push")
     step("`make demo-stop` ends it")
+
+
+def show_background_work(box, bin_dir):
+    """Queue a job, wait until the Procfile's worker did it, and print what
+    runs (deploy-status) and the worker's log (deploy-logs --process)."""
+    with urllib.request.urlopen(box.url("/jobs"), data=b"", timeout=10) as response:
+        queued = response.read().decode().strip()
+    job = queued.split()[2].rstrip(";")   # "queued job N; ..."
+    run = App(box.settings, "example").live_version().run_name
+    log = proclayout.type_log(box.settings, run, "worker")
+
+    def done():
+        try:
+            with open(log, encoding="utf-8", errors="replace") as stream:
+                return f": did job {job}\n" in stream.read()
+        except FileNotFoundError:
+            return False
+    try:
+        wait_until(done, JOB_TIMEOUT, f"the worker to do job {job}")
+    except TimeoutError as error:
+        sys.exit(f"demo: {error}; its log: {log}")
+    status = box.tool("deploy-status", "example", bin_dir=bin_dir).stdout.splitlines()
+    start = [i for i, line in enumerate(status) if line.startswith("  processes ")]
+    if not start:
+        sys.exit("demo: deploy-status shows no processes:\n" + "\n".join(status))
+    lines = status[start[0]:start[0] + 1] + list(itertools.takewhile(lambda line: line.startswith(" " * 12),
+                                                                     status[start[0] + 1:]))
+    step("its Procfile runs a worker and a cron job beside the web app (deploy-status example):\n\n"
+         + "\n".join(lines) + "\n")
+    tail = box.tool("deploy-logs", "example", "--process", "worker", "-n", "3", bin_dir=bin_dir).stdout
+    step(f"POST /jobs queued job {job}, and the worker did it (deploy-logs example --process worker):\n\n"
+         + "".join("    " + line for line in tail.splitlines(keepends=True)))
+    step(f"queue another job: curl -d '' {box.url('/jobs')}")
+    step(f"then see every process's log: HOME={box.home} {bin_dir}/deploy-logs example --process all")
 
 
 def stop(root):

@@ -204,6 +204,24 @@ class PausedPush(RunningPush):
         return hook
 
 
+def app_beside_another(v1_files):
+    """A Sandbox with the default settings (DEPLOY_WATCH unset), its Emperor,
+    nginx for `app`, another app `other` live at o1, and `app` live at v1
+    (the test app with v1_files)."""
+    box = Sandbox()
+    box.environ.pop("DEPLOY_WATCH", None)
+    box.start_emperor()
+    for app in ("app", "other"):
+        box.deploy_init(app)
+    box.start_nginx(["app"])
+    other = box.source_repo("src-other")
+    box.commit_app("o1", repo=other)
+    assert box.push("other", repo=other).returncode == 0
+    box.commit_app("v1", extra=v1_files)
+    assert box.push().returncode == 0
+    return box
+
+
 def parent_of(pid):
     with open(f"/proc/{pid}/stat") as stream:
         return int(stream.read().rsplit(") ", 1)[1].split()[1])
@@ -216,6 +234,24 @@ def process_ended(pid):
             return stream.read().rsplit(") ", 1)[1][0] in "ZX"
     except (FileNotFoundError, ProcessLookupError):
         return True
+
+
+def scripts_running(prefix, pids=None):
+    """{pid: (script, version directory)} of the Python scripts running (argv[1]
+    a .py file) whose working directory starts with prefix (for example
+    HOME/app-, the app's versions), as /proc shows them (of pids, when given;
+    exited ones left out)."""
+    found = {}
+    for pid in pids if pids is not None else (int(p) for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+            with open(f"/proc/{pid}/cmdline", "rb") as stream:
+                argv = stream.read().split(b"\0")
+        except OSError:
+            continue
+        if cwd.startswith(prefix) and len(argv) > 1 and argv[1].endswith(b".py") and not process_ended(pid):
+            found[pid] = (argv[1].decode(), os.path.basename(cwd))
+    return found
 
 
 def wait_file(path, timeout=60):

@@ -21,7 +21,7 @@ import pytest
 import background_app as bg
 from conftest import BIN, must_fail
 from load import LoadLoop, SlowRequests
-from sandbox import Sandbox, process_ended
+from sandbox import Sandbox, scripts_running
 from uwsgi_deploy import proclayout, waiting
 from uwsgi_deploy.supervisor import read_state
 
@@ -75,18 +75,7 @@ class World:
 
     def processes(self):
         """{pid: (script, version dir)} of every worker, clock and cron job running."""
-        found = {}
-        for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
-            try:
-                cwd = os.readlink(f"/proc/{pid}/cwd")
-                with open(f"/proc/{pid}/cmdline", "rb") as stream:
-                    argv = stream.read().split(b"\0")
-            except OSError:
-                continue
-            if cwd.startswith(self.box.home + "/app-") and len(argv) > 1 and argv[1].endswith(b".py") \
-                    and not process_ended(pid):
-                found[pid] = (argv[1].decode(), os.path.basename(cwd))
-        return found
+        return scripts_running(self.box.home + "/app-")
 
     def only_live_processes(self):
         live = self.live()

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import must_fail, wait_until
 from load import BUSY_INI, BusyLoad
-from sandbox import Sandbox
+from sandbox import app_beside_another
 from sandbox_server import port_open
 from uwsgi_deploy.listeners import findings, inet_address
 from uwsgi_deploy.probe import probe_once
@@ -34,17 +34,7 @@ TAKE_OVER_OTHER = HERE + ("import socket\n_path = os.path.join(RUN, 'other.socke
 @pytest.fixture(scope="module")
 def world(stop_later):
     """An Emperor and nginx; `app` live at v1 (two workers) and `other` live."""
-    box = Sandbox()
-    box.environ.pop("DEPLOY_WATCH", None)   # the default settings
-    box.start_emperor()
-    for app in ("app", "other"):
-        box.deploy_init(app)
-    box.start_nginx(["app"])
-    other = box.source_repo("src-other")
-    box.commit_app("o1", repo=other)
-    assert box.push("other", repo=other).returncode == 0
-    box.commit_app("v1", extra={"uwsgi.ini": BUSY_INI})
-    assert box.push().returncode == 0
+    box = app_beside_another({"uwsgi.ini": BUSY_INI})   # the default settings
     box.live_v1 = box.app("app").live_version().run_name
     yield box
     stop_later(box)
@@ -177,3 +167,36 @@ def test_link_watch_tells_a_takeover_from_another_deploy(tmp_path):
         assert os.readlink(run / "d.socket") == f"d-{'d' * 12}.socket"
     finally:
         taken.close()
+
+
+def test_link_watch_leaves_canary_maintenance_and_its_own_apps_links_alone(tmp_path):
+    """What other apps' deploys do meanwhile is not a takeover: a canary link
+    switched (canary.follow writes it absolute), maintenance on and its
+    behind link; nor are the watched app's own links. A canary link that
+    leads out of ~/run, or to another app's socket, is."""
+    from types import SimpleNamespace
+    from uwsgi_deploy.layout import App
+    from uwsgi_deploy.listeners import LinkWatch
+    run = tmp_path / "run"
+    run.mkdir()
+    old, new = "a" * 12, "b" * 12
+    links = {"app.socket": f"app-{old}.socket", "app.canary.socket": f"{run}/app-{old}.socket",
+             "b.socket": f"b-{old}.socket", "b.canary.socket": f"{run}/b-{old}.socket",
+             "c.socket": f"c-{old}.socket", "c.behind.socket": f"c-{old}.socket",
+             "d.canary.socket": f"{run}/d-{old}.socket", "e.canary.socket": f"e-{old}.socket"}
+    for name, target in links.items():
+        os.symlink(target, run / name)
+    settings = SimpleNamespace(run_dir=str(run), home=str(tmp_path))
+    watch = LinkWatch(settings, App(settings, "app"))
+    assert "app.canary.socket" not in watch.before and "b.canary.socket" in watch.before
+
+    def switch(name, target):
+        os.unlink(run / name)
+        os.symlink(target, run / name)
+    switch("app.canary.socket", "/elsewhere/x.socket")          # its own app's: not watched
+    switch("b.canary.socket", f"{run}/b-{new}.socket")          # b's canary runs
+    switch("c.socket", "c.maintenance.socket")                  # c in maintenance
+    switch("c.behind.socket", f"c-{new}.socket")
+    switch("d.canary.socket", f"/tmp/d-{new}.socket")           # out of ~/run
+    switch("e.canary.socket", f"{run}/app-{new}.socket")        # to the watched app's socket
+    assert sorted(watch.changed()) == ["d.canary.socket", "e.canary.socket"]

@@ -27,6 +27,7 @@ from .health import watch_health
 from .layout import hidden_temporary
 from .stages import ABANDONING, StageFailed
 from .links import remove_if_exists, switch_symlink
+from .listeners import WatchOpened
 from .traffic import Limits, LogFollower, Traffic, judge, ms, pct, percentile
 from .waiting import wait_until
 
@@ -211,7 +212,8 @@ def run(deploy, switch, target, seconds):
             since = time.time()
             switch_symlink(app.canary_link, version.socket)
             traffic = CanaryTraffic(settings, app, version, previous, since, seconds, share, report.say)
-            watch_health(settings, version, seconds, report.say, traffic)
+            watch_health(settings, version, seconds, report.say, traffic,
+                         also=[WatchOpened(settings, version, report.say)])
             traffic.finish()
     except Exception as error:
         deploy.progress.phase = ABANDONING

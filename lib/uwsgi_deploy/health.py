@@ -72,17 +72,20 @@ def busy_summary(version):
     return f"{busy} of {len(workers)} workers busy, {stats.get('listen_queue', 0)} queued"
 
 
-def watch_health(settings, version, seconds, say=None, traffic=None, also=None):
+def watch_health(settings, version, seconds, say=None, traffic=None, also=()):
     """Watch version for `seconds` after the switch; raise DeployError naming
     what broke. A /ping still waiting when the window closes is waited for
     (a busy version answers late), up to DEPLOY_PROBE_TIMEOUT after it was sent.
     traffic (a traffic.TrafficWatch), when given, is polled at each look (it
     raises when the version's requests are clearly worse) and may keep the
     window open while it has too few requests to judge.
-    also(window_closing): a look at the version's background processes
-    (background.watch_check): raises when one died; the window stays open
-    until it returns true."""
+    also: looks taken at each look of the watch, each a callable
+    also(window_closing) or None (skipped): the version's background
+    processes (background.watch_check) and what it opens (listeners.WatchOpened).
+    Each raises when it finds the version broken; the window stays open
+    until every one returns true."""
     path, timeout = settings.ping_path, settings.probe_timeout
+    also = [check for check in also if check is not None]
     first = Processes.look(settings, version)
     window_end = time.monotonic() + seconds
     ping, told, extended = None, False, False
@@ -95,7 +98,8 @@ def watch_health(settings, version, seconds, say=None, traffic=None, also=None):
             first = first.filled_from(now)
             if traffic is not None:
                 traffic.poll()
-            settled = also is None or also(window_closing=time.monotonic() >= window_end)
+            closing = time.monotonic() >= window_end
+            settled = all([check(window_closing=closing) for check in also])   # every one looks
             if ping is None:
                 if time.monotonic() >= window_end:
                     more = traffic.wants_more() if traffic is not None else ""

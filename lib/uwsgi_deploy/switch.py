@@ -12,6 +12,7 @@ from .gate import key_of
 from .canary import follow as follow_canary_link
 from .health import watch_health
 from .links import remove_if_exists, switch_symlink
+from .listeners import WatchOpened
 from .stages import ABANDONING, SWITCHED, StageFailed
 from .traffic import TrafficWatch
 from .vassal import retire_vassal, wait_drained
@@ -44,7 +45,8 @@ class Switch:
         running, judge the new one's health (see health.py) and its traffic
         against the old one's (traffic.py): a busy version passes, a broken
         or clearly worse one is switched back. The new version's Procfile
-        processes start first: a worker or clock dying is a broken version."""
+        processes start first: a worker or clock dying is a broken version,
+        and so is a listener any of its processes opens (listeners.py)."""
         background.go_live(self.settings, self.version, self.report.say)
         if self.settings.watch <= 0:
             return
@@ -53,7 +55,8 @@ class Switch:
                        TrafficWatch(self.settings, self.version, self.target.previous, self.live_since,
                                     self.report.say))
             watch_health(self.settings, self.version, self.settings.watch, self.report.say, traffic,
-                         also=background.watch_check(self.settings, self.version, self.report.say))
+                         also=[background.watch_check(self.settings, self.version, self.report.say),
+                               WatchOpened(self.settings, self.version, self.report.say)])
             if traffic:
                 traffic.finish()
 
