@@ -1,9 +1,11 @@
 """A fleet of three hosts under faults (docs/fleet-faults.md), with a request
 loop on every host's nginx that must see no failed request:
 
-- a host that prints a template, and one that prints garbage, as their
-  commit's answer: nothing runs on the primary, both count as failed hosts,
-  every host is rolled back;
+- a host that prints a template, one that prints garbage, and one that
+  never answers (its sshd does: only the commit's limit ends it), as their
+  commit's answer: nothing runs on the primary, the three count as failed
+  hosts, every host is rolled back, and the push ends once the commit's
+  limit (the step limit plus the hosts' own watch and drain waits) passed;
 - host 3 cut off (its sshd and every connection it serves stopped, by PID:
   what a partition looks like from the primary, while the host's own
   processes go on) during prepare, and during commit: the push ends within
@@ -15,38 +17,43 @@ loop on every host's nginx that must see no failed request:
   during commit: deploy-status --fleet shows an interrupted deploy, the next
   push rolls it back and says so;
 - a setup that takes longer than the step limit, printing nothing, is a
-  slow host, not a dead one.
+  slow host, not a dead one;
+- a journal left by a deploy whose push was accepted is finished by the
+  next push, not rolled back.
 
 Durations: the primary's DEPLOY_FLEET_TIMEOUT is 25 s here (default 60): a
 host that stops answering fails in ~15-20 s by ssh's keep-alives (5 s x 3,
 ansible.cfg) or 10 s by ConnectTimeout, whatever the step limit; the slow
 setup takes 35 s, more than the step limit and the keep-alive bound both, so
 a fleet that timed a prepare by either would fail it; the prepare's own
-limit (DEPLOY_FLEET_PREPARE_TIMEOUT, 1900 s) lets it finish. 25 s leaves a
-loaded machine room for a healthy commit (switch, 3 s watch, retire).
+limit (DEPLOY_FLEET_PREPARE_TIMEOUT, 1900 s) lets it finish. A commit or
+an undo gets 25 s plus the hosts' own waits (148 s here, fleet.timeouts): a
+commit right after a request loop stopped has its watch extended (up to
+DEPLOY_WATCH_MAX) by the traffic it expects, and a 25 s limit alone timed
+out such healthy commits on every host.
 
 One world serves the session (conftest's fleet_world, shared with
 test_fleet.py); each test starts from every host on one version."""
 import json
 import os
 import pwd
+import shlex
+import shutil
 import signal
+import subprocess
 import time
 
 import pytest
 
+from uwsgi_deploy import fleet_journal
+from uwsgi_deploy.fleet import timeouts
+from uwsgi_deploy.settings import load
 from fleet_world import (APP, FleetLoad, assert_no_candidate_anywhere, pusher_lines,
                          same_version_everywhere)
 from sandbox_server import wait_until
 
 pytestmark = [pytest.mark.fleet, pytest.mark.ssh, pytest.mark.emperor, pytest.mark.load,
-              pytest.mark.xdist_group("fleet"),   # the session's one fleet world, on one worker
-              # KNOWN BROKEN (issue 24, open): these 5 passed on the fleet branch, where the primary's
-              # deploy account ran the fleet deploy; on main the keys work moved it to a controller
-              # account, and the lying-host push hangs there (> 5 min). Skipped so the suite ends
-              # within CI's limit; run them with DEPLOY_TEST_FLEET_FAULTS=1.
-              pytest.mark.skipif(not os.environ.get("DEPLOY_TEST_FLEET_FAULTS"),
-                                 reason="broken since the fleet deploy moved to the controller account (issue 24)")]
+              pytest.mark.xdist_group("fleet")]   # the session's one fleet world, on one worker
 
 STEP_LIMIT = 25          # the primary's DEPLOY_FLEET_TIMEOUT here
 SLOW_SETUP = 35          # seconds: > STEP_LIMIT, > the keep-alive bound (~20 s)
@@ -55,6 +62,9 @@ SLOW_SETUP = 35          # seconds: > STEP_LIMIT, > the keep-alive bound (~20 s)
 # it; the rest is a healthy push (~7 s quiet, ~60 s on a loaded machine).
 # A push past this bound is a controller blocked on the dead host.
 PUSH_BOUND = 300
+# what a push without faults may take here, its rollback included (~10 s
+# quiet, ~60 s on a loaded machine)
+HEALTHY_PUSH = 150
 
 
 @pytest.fixture(scope="module")
@@ -109,12 +119,20 @@ def fleet_status(fleet):
     return result.returncode, report
 
 
+def switch_limit(fleet):
+    """What the controller gives a commit or an undo on a host: the step
+    limit plus the hosts' own waits (fleet.timeouts), by its settings."""
+    settings = load({"HOME": fleet.controller_home, "PATH": os.environ["PATH"]})
+    assert settings.fleet_timeout == STEP_LIMIT
+    return timeouts(settings)["switch_timeout"]
+
+
 class Push:
     """fleet.push() in a thread, timed."""
 
-    def __init__(self, fleet):
+    def __init__(self, fleet, bound=PUSH_BOUND):
         import threading
-        self.fleet, self.result, self.took = fleet, None, None
+        self.fleet, self.result, self.took, self.bound = fleet, None, None, bound
         self.thread = threading.Thread(target=self.run, daemon=True)
 
     def run(self):
@@ -127,13 +145,13 @@ class Push:
         return self
 
     def wait(self):
-        self.thread.join(PUSH_BOUND)
-        assert not self.thread.is_alive(), f"the push did not end within {PUSH_BOUND} s"
+        self.thread.join(self.bound)
+        assert not self.thread.is_alive(), f"the push did not end within {self.bound} s"
         print(f"the push took {self.took:.1f} s")
         return self.result
 
     def __exit__(self, *exc):
-        self.thread.join(PUSH_BOUND)
+        self.thread.join(self.bound)
 
 
 def converges(fleet, version):
@@ -155,35 +173,50 @@ def converges(fleet, version):
 
 
 # -- trust -----------------------------------------------------------------------------
+# Each lying tool runs the host's real deploy-version (REAL: replace_tool moved
+# it aside), never itself: "$HOME/bin/deploy-version" is the lying tool now
+# (the gate execs ~/bin's), and a script calling it recursed for ever: the
+# prepare exec'd itself in a loop, the commit forked without end. That, not
+# the fleet, was the lying-host push that "hung" once the gate ran ~/bin's tool.
 EVIL = """#!/bin/sh
 # a compromised host's deploy-version: it commits, then answers a template
 if [ "$1" = "--commit" ]; then
-    "$HOME/bin/deploy-version" "$@" >/dev/null || exit $?
+    REAL "$@" >/dev/null || exit $?
     echo '{"version": "app-000000000000", "switched": true, "previous": "{{ lookup(\\"pipe\\", \\"id > MARK\\") }}", "previous_rev": "{{ lookup(\\"pipe\\", \\"id > MARK\\") }}"}'
     echo '{{ lookup("pipe", "id > MARK.stderr") }}' >&2
     exit 0
 fi
-exec "$HOME/bin/deploy-version" "$@"
+exec REAL "$@"
 """
 GARBAGE = """#!/bin/sh
 # a broken host's deploy-version: it commits, then answers garbage
 if [ "$1" = "--commit" ]; then
-    "$HOME/bin/deploy-version" "$@" >/dev/null || exit $?
+    REAL "$@" >/dev/null || exit $?
     printf 'Traceback (most recent call last) \\033[31m{ not json\\n'
     exit 0
 fi
-exec "$HOME/bin/deploy-version" "$@"
+exec REAL "$@"
+"""
+HUNG = """#!/bin/sh
+# a hung host's deploy-version: it commits, then never answers, printing
+# nothing (its sshd still answers ssh's keep-alives: only the commit's limit ends it)
+if [ "$1" = "--commit" ]; then
+    REAL "$@" >/dev/null || exit $?
+    echo $$ > PIDFILE
+    exec sleep 600
+fi
+exec REAL "$@"
 """
 
 
 def replace_tool(host, text):
     """host's deploy-version, as the fleet key's gate runs it (from the
-    host's ~/bin), replaced by text; returns a function that puts the real
-    one back."""
+    host's ~/bin), replaced by text (REAL in it: the real one's path);
+    returns a function that puts the real one back."""
     path = os.path.join(host.bin_dir, "deploy-version")
     os.rename(path, path + ".real")
     with open(path, "w") as stream:
-        stream.write(text)
+        stream.write(text.replace("REAL", shlex.quote(path + ".real")))
     os.chmod(path, 0o755)
 
     def restore():
@@ -191,33 +224,63 @@ def replace_tool(host, text):
     return restore
 
 
-def test_a_host_answering_a_template_or_garbage_is_a_failed_host_and_every_host_rolls_back(fleet):
+def end_hung(pidfile, host):
+    """The hung tool's sleep, if it still runs (the step limit ended the
+    task, not what the host runs): ended by its PID."""
+    try:
+        with open(pidfile) as stream:
+            pid = int(stream.read())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as stream:
+            if stream.read().split(b"\0")[0] == b"sleep" and os.stat(f"/proc/{pid}").st_uid == host.account.pw_uid:
+                os.kill(pid, signal.SIGKILL)
+    except (OSError, ProcessLookupError):
+        pass
+    return pid
+
+
+def test_hosts_answering_a_template_garbage_or_nothing_fail_and_every_host_rolls_back(fleet):
+    """h1 commits then never answers, h2 answers garbage, h3 a template."""
+    limit = switch_limit(fleet)      # what ends h1's commit: 25 + 30 + 30 + 3 + 30 + 30 = 148 s here
     old = same_version_everywhere(fleet)
     old_text = fleet.primary.served()
     mark = os.path.join(fleet.primary.home, "PWNED")
-    h2, h3 = fleet.hosts[1], fleet.hosts[2]
-    restores = [replace_tool(h2, GARBAGE), replace_tool(h3, EVIL.replace("MARK", mark))]
+    h1, h2, h3 = fleet.hosts
+    pidfile = os.path.join(h1.home, "hung.pid")
+    restores = [replace_tool(h1, HUNG.replace("PIDFILE", shlex.quote(pidfile))), replace_tool(h2, GARBAGE),
+                replace_tool(h3, EVIL.replace("MARK", mark))]
     try:
         commit = fleet.commit("fleet-lying-hosts")
         with FleetLoad(fleet, [old_text, "fleet-lying-hosts"]) as load:
-            result = fleet.push()
+            with Push(fleet, bound=limit + HEALTHY_PUSH) as push:
+                result = push.wait()
             for loop in load.fast.values():
                 loop.wait_for(loop.total + 50)
         load.report()
     finally:
         for restore in restores:
             restore()
+        hung = end_hung(pidfile, h1)
     rev = commit[:12]
     lines = pusher_lines(result)
+    print("\n".join(lines))
+    assert hung is not None                # h1's commit did run, and hung
     # nothing a host printed ran on the primary
     assert not os.path.exists(mark) and not os.path.exists(mark + ".stderr")
     assert result.returncode != 0
+    # the commit's limit ended h1's commit (its sshd answered keep-alives all along)
+    assert any(line.startswith(f" !     h1 failed to commit: no answer within {limit} s (commit)")
+               for line in lines), lines
     assert any(line.startswith(" !     h2 failed to commit: answered commit with something that is not JSON: ")
                for line in lines), lines
     assert any(line.startswith(" !     h3 failed to commit: answered commit with invalid previous, previous_rev")
                for line in lines), lines
     assert "-----> Rolling back h1, h2, h3 to the version each served before" in lines
-    # every host (the two that lied switched for real) is back on the old version
+    # a push with a host that never answers ends once its limit passed (Push.wait holds it to that)
+    assert push.took > limit
+    # every host (the three switched for real) is back on the old version
     assert fleet.lives() == {h.name: f"{APP}-{old}" for h in fleet.hosts}
     assert all(h.served() == old_text for h in fleet.hosts)
     assert load.failed() == {}
@@ -312,6 +375,13 @@ def test_host_cut_off_during_commit_rolls_back_the_others_and_is_brought_back_by
 
 
 # -- the controller dies ---------------------------------------------------------------------
+def branch(home):
+    """refs/heads/main in home's app.git (the primary's, or the controller's copy)."""
+    return subprocess.run(["git", "-c", "safe.directory=*", f"--git-dir={os.path.join(home, APP + '.git')}",
+                           "rev-parse", "--verify", "-q", "refs/heads/main"], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL).stdout.strip()
+
+
 def controller_pids(fleet, record):
     """The primary's hook (a pre-receive run by git as the primary's account),
     the controller's deploy-fleet and every process of the playbook's session."""
@@ -335,6 +405,8 @@ def controller_pids(fleet, record):
 
 def test_controller_killed_during_commit_is_rolled_back_by_the_next_push_which_says_so(fleet):
     old = same_version_everywhere(fleet)
+    old_commit = branch(fleet.primary.home)
+    assert old_commit.startswith(old)
     old_text = fleet.primary.served()
     commit = fleet.commit("fleet-controller-killed")
     rev = commit[:12]
@@ -359,6 +431,9 @@ def test_controller_killed_during_commit_is_rolled_back_by_the_next_push_which_s
     assert result.returncode != 0
     left = journal(fleet)
     assert left["phase"] == "commit" and "committed" in left["hosts"].values()
+    # the journal names the branch; the controller's copy of it is the primary's (the push was refused)
+    assert left["ref"] == "refs/heads/main"
+    assert branch(fleet.controller_home) == branch(fleet.primary.home) == old_commit
     committed = sorted(h for h, state in left["hosts"].items() if state == "committed")
     code, report = fleet_status(fleet)
     assert code == 1 and report["deploy"]["state"] == "interrupted"
@@ -397,3 +472,25 @@ def test_a_setup_longer_than_the_step_limit_is_a_slow_host_not_a_dead_one(fleet)
     assert fleet.lives() == {h.name: f"{APP}-{rev}" for h in fleet.hosts}
     assert_no_candidate_anywhere(fleet, rev)
     assert journal(fleet) is None
+
+
+def test_a_deploy_left_in_the_journal_whose_push_was_accepted_is_finished_by_the_next_push(fleet):
+    """The journal a deploy leaves when it ended without knowing what every
+    host serves (its status could not be read) while its push was accepted
+    (the playbook succeeded): the primary's branch names its commit, and the
+    primary hands its branch to the controller with each request, so the
+    next push finishes it (nothing undone) instead of rolling every host
+    back to the version before it."""
+    rev = same_version_everywhere(fleet)
+    commit = branch(fleet.primary.home)
+    assert commit.startswith(rev)
+    path = os.path.join(fleet.controller_home, "run", f"{APP}.fleet.journal")
+    fleet_journal.write(path, {"app": APP, "commit": commit, "ref": "refs/heads/main", "phase": "ended",
+                               "verdict": "unknown", "started": time.time(),
+                               "hosts": {h.name: "committed" for h in fleet.hosts}})
+    shutil.chown(path, fleet.controller_user, fleet.controller_user)
+    code, report = fleet_status(fleet)
+    assert code == 1 and report["deploy"]["state"] == "interrupted"
+    lines = converges(fleet, "fleet-after-accepted")
+    assert f"-----> Finished: refs/heads/main names {rev}, the push was accepted; nothing to undo" in lines
+    assert not any("Rolling back" in line or "Undoing" in line for line in lines), lines

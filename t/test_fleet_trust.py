@@ -1,7 +1,8 @@
 """What the fleet reads from a host is data (share/fleet/filter_plugins/
 fleet_answers.py, fleet.py's status parsing): a strict schema for each
 phase's answer, text made inert, garbage a failed host; and the journal of a
-fleet deploy (fleet_journal.py), written whole or not at all."""
+fleet deploy (fleet_journal.py), written whole or not at all, finished by the
+next push when the branch names its commit (on a controller too)."""
 import json
 import os
 import subprocess
@@ -10,7 +11,10 @@ import sys
 import pytest
 
 from conftest import ROOT
-from uwsgi_deploy import fleet, fleet_journal
+from uwsgi_deploy import DeployError, controller, fleet, fleet_journal
+from uwsgi_deploy.layout import App
+from uwsgi_deploy.report import Reporter
+from uwsgi_deploy.settings import load
 
 sys.path.insert(0, os.path.join(ROOT, "share", "fleet", "filter_plugins"))
 import fleet_answers  # noqa: E402
@@ -138,3 +142,38 @@ def test_the_journal_is_replaced_whole_and_describes_the_deploy(tmp_path):
         stream.write('{"app": "ap')                               # not a record we wrote
     assert "unreadable" in fleet_journal.read(path)
     assert fleet_journal.update(path, phase="x") is None
+
+
+def test_a_journal_whose_commit_the_branch_names_is_finished_not_rolled_back(tmp_path):
+    """A deploy's journal left behind (its status could not be read) while
+    its push was accepted: the branch names its commit. On a controller the
+    branch is its copy's, pushed there by the primary with each request
+    (controller.request_deploy), as it stood before that push."""
+    home = str(tmp_path)
+    os.makedirs(os.path.join(home, "run"))
+    settings = load({"HOME": home, "PATH": os.environ["PATH"]})
+    app = App(settings, "app")
+    repo = os.path.join(home, "app.git")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost", f"--git-dir={repo}"]
+    subprocess.run(["git", "init", "-q", "--bare", repo], check=True)
+    tree = subprocess.run([*git, "mktree"], input="", capture_output=True, text=True, check=True).stdout.strip()
+    commit = subprocess.run([*git, "commit-tree", "-m", "v1", tree], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    subprocess.run([*git, "update-ref", "refs/heads/main", commit], check=True)
+    path = fleet.journal_path(app)
+    fleet_journal.write(path, {"app": "app", "commit": commit, "ref": "refs/heads/main", "phase": "ended",
+                               "verdict": "unknown", "hosts": {"h1": "committed", "h2": "committed"}})
+    lines = []
+    report = Reporter()
+    report.line = lines.append
+    assert fleet.recover(settings, app, repo, {"HOME": home}, report) == "finished"
+    assert fleet_journal.read(path) is None
+    assert any(f"Finished: refs/heads/main names {commit[:12]}, the push was accepted; nothing to undo" in line
+               for line in lines), lines
+    assert not any("Rolling back" in line for line in lines), lines
+
+
+@pytest.mark.parametrize("ref", ["main", "refs/tags/v1", "refs/heads/a..b", "--upload-pack=x"])
+def test_deploy_fleet_takes_only_a_branch_ref(tmp_path, ref):
+    with pytest.raises(DeployError, match="give the deploy branch as a full ref"):
+        controller.deploy("app", "a" * 40, ref=ref, environ={"HOME": str(tmp_path), "PATH": os.environ["PATH"]})

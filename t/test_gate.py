@@ -122,6 +122,8 @@ def test_controller_role_runs_deploy_fleet_and_fleet_status_of_its_apps_only():
     controller = Scope.checked("primary", "controller", ["alpha"])
     assert argv(controller, "deploy-fleet alpha " + "a" * 40 + " --batch 1")[1] == [
         "deploy-fleet", "alpha", "a" * 40, "--batch", "1"]
+    assert argv(controller, "deploy-fleet alpha " + "a" * 40 + " --ref refs/heads/main")[1] == [
+        "deploy-fleet", "alpha", "a" * 40, "--ref", "refs/heads/main"]
     assert argv(controller, "deploy-status --fleet --json") == ("deploy-status",
                                                                 ["deploy-status", "--fleet", "--json", "alpha"])
     assert argv(controller, "git-receive-pack 'alpha.git'")[1] == ["git", "receive-pack", f"{HOME}/alpha.git"]

@@ -12,15 +12,20 @@ the account, the key pair, ~/.ssh/uwsgi-deploy-controller.config (how to
 reach it: host, port, user, key, its host key).
 
 On the primary's deploy account (the pre-receive hook): request_deploy
-pushes the commit to the controller, asks it to deploy, relays its lines,
-and refuses the push with the controller's reason. On the controller:
-deploy runs the fleet deploy (fleet.fleet_deploy) from its own copy."""
+pushes the commit to the controller, with the deploy branch as it stands
+before this push (what the primary accepted last), asks it to deploy,
+relays its lines, and refuses the push with the controller's reason. On the
+controller: deploy runs the fleet deploy (fleet.fleet_deploy) from its own
+copy; the branch there tells a fleet deploy whose journal was left behind,
+but whose push the primary accepted (finished), from one it refused (rolled
+back)."""
 import os
 import re
 import subprocess
 import sys
 
 from . import DeployError
+from .checkout import git
 from .layout import FLEET_REF, App
 from .lock import LOCK_HANDOVER_TIMEOUT, DeployLock
 from .settings import load
@@ -60,9 +65,11 @@ def relay(argv, environ, report, cwd):
     return process.wait(), reason
 
 
-def request_deploy(settings, app, git_dir, commit, environ, report, precondition=None, hold_lock_until=None):
+def request_deploy(settings, app, git_dir, commit, environ, report, deploy_ref=None, precondition=None,
+                   hold_lock_until=None):
     """On the primary, in the pre-receive hook: the fleet deploy of commit,
-    run by the controller. Raises (the push is refused) unless it succeeded."""
+    pushed to deploy_ref, run by the controller. Raises (the push is
+    refused) unless it succeeded."""
     from .fleet import hangup_ignored, playbook_environ
     name = f"{app.name}-{commit[:12]}"
     with DeployLock(app.fleet_lock_file, settings.lock_timeout, f"{name} (fleet push)", report.say,
@@ -72,8 +79,12 @@ def request_deploy(settings, app, git_dir, commit, environ, report, precondition
         repo = os.path.abspath(git_dir)
         env = playbook_environ(environ, repo)     # the pushed objects: reachable through the hook's GIT_ paths
         env["GIT_SSH_COMMAND"] = f"ssh -F {config_file(settings)}"
+        # the branch as this primary accepted it last: the controller's journal of a deploy cut short
+        # is finished if the branch names its commit, else rolled back (fleet.recover)
+        accepted = git(repo, "for-each-ref", "--format=%(objectname)", deploy_ref) if deploy_ref else ""
+        refspecs = [f"{commit}:{FLEET_REF}"] + ([f"{accepted}:{deploy_ref}"] if accepted else [])
         push = subprocess.run(["git", f"--git-dir={repo}", "push", "--quiet", "--force", f"{HOST}:{app.name}.git",
-                               f"{commit}:{FLEET_REF}"], env=env, cwd=settings.home, stdin=subprocess.DEVNULL,
+                               *refspecs], env=env, cwd=settings.home, stdin=subprocess.DEVNULL,
                               capture_output=True, text=True, timeout=settings.lock_timeout)
         if push.returncode != 0:
             last = next((line for line in reversed(push.stderr.splitlines()) if line.strip()), "")
@@ -81,7 +92,8 @@ def request_deploy(settings, app, git_dir, commit, environ, report, precondition
                               f"{last.strip() or f'git push exited {push.returncode}'}")
         # the primary's DEPLOY_FLEET_BATCH (its ~/deploy.conf) goes with the request
         batch = ["--batch", settings.fleet_batch] if settings.fleet_batch else []
-        code, reason = relay(ssh_argv(settings, TOOL, app.name, commit, *batch), env, report, settings.home)
+        ref = ["--ref", deploy_ref] if deploy_ref else []
+        code, reason = relay(ssh_argv(settings, TOOL, app.name, commit, *batch, *ref), env, report, settings.home)
         if code != 0:
             raise DeployError(reason or f"fleet deploy of {name}: the fleet controller exited with status {code}")
         if hold_lock_until:
@@ -108,10 +120,20 @@ def fleet_status(app_name=None, as_json=False, environ=None):
     return status(app_name, as_json, environ)
 
 
-def deploy(app_name, commit, batch=None, environ=None):
-    """deploy-fleet APP COMMIT [--batch N], on the controller: the fleet
-    deploy of a commit pushed into its ~/APP.git; batch: the primary's
-    DEPLOY_FLEET_BATCH (checked as that setting is)."""
+def check_branch_ref(ref):
+    """ref names a branch (refs/heads/NAME, a valid ref name), or raises."""
+    if not ref.startswith("refs/heads/") or subprocess.run(
+            ["git", "check-ref-format", ref], capture_output=True, stdin=subprocess.DEVNULL).returncode != 0:
+        raise DeployError(f"{ref!r}: give the deploy branch as a full ref (refs/heads/NAME)")
+    return ref
+
+
+def deploy(app_name, commit, batch=None, ref=None, environ=None):
+    """deploy-fleet APP COMMIT [--batch N] [--ref REF], on the controller:
+    the fleet deploy of a commit pushed into its ~/APP.git; batch: the
+    primary's DEPLOY_FLEET_BATCH (checked as that setting is); ref: the
+    branch it was pushed to, which the primary pushed here as it stood
+    before (the journal records it: fleet.recover)."""
     from .fleet import fleet_deploy
     from .report import Reporter
     environ = os.environ if environ is None else environ
@@ -121,10 +143,12 @@ def deploy(app_name, commit, batch=None, environ=None):
     app = App(settings, app_name)
     if not COMMIT.match(commit):
         raise DeployError(f"{commit!r}: give the full commit (40 hex digits)")
+    if ref is not None:
+        check_branch_ref(ref)
     if not app.has_fleet:
         raise DeployError(f"{app_name} has no fleet here: no {app.fleet_inventory}")
     found = subprocess.run(["git", f"--git-dir={app.repo}", "cat-file", "-e", f"{commit}^{{commit}}"],
                            capture_output=True, stdin=subprocess.DEVNULL)
     if found.returncode != 0:
         raise DeployError(f"{commit[:12]} is not in {app.repo}: push it there first")
-    fleet_deploy(settings, app, app.repo, commit, environ, Reporter())
+    fleet_deploy(settings, app, app.repo, commit, environ, Reporter(), deploy_ref=ref)

@@ -246,7 +246,22 @@ def journal_path(app):
 
 
 def timeouts(settings):
-    return {"step_timeout": int(settings.fleet_timeout), "prepare_timeout": int(settings.fleet_prepare_timeout)}
+    """The playbooks' limits (docs/fleet-faults.md). step_timeout: a step
+    that does little on its host (the push to it, an abort, deploy-status).
+    switch_timeout: a step that switches the host's traffic (a commit, an
+    undo), which a healthy but busy host may spend in its own bounded waits
+    on top of that: its new run answering (DEPLOY_READY_TIMEOUT,
+    DEPLOY_PROBE_TIMEOUT), the watch (DEPLOY_WATCH, and DEPLOY_WATCH_MAX while
+    the old version's traffic says more requests are coming), the retire
+    (DEPLOY_DRAIN_TIMEOUT); the fleet's hosts share these settings
+    (install.yml). A step limit shorter than that timed out healthy commits
+    that waited for traffic. prepare_timeout: the prepare, setup included.
+    A host that stops answering fails sooner in any step (ssh's keep-alives)."""
+    step = int(settings.fleet_timeout)
+    waits = settings.ready_timeout + settings.probe_timeout + settings.watch + settings.watch_max \
+        + settings.drain_timeout
+    return {"step_timeout": step, "switch_timeout": step + int(waits),
+            "prepare_timeout": int(settings.fleet_prepare_timeout)}
 
 
 def end_controller(record):

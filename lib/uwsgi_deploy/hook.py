@@ -102,7 +102,7 @@ def pre_receive(lines, environ, on_stage=None):
         return
     deploy_ref, old, commit = update
     if app.has_fleet and controller.configured(settings):    # the fleet key is the controller's
-        controller.request_deploy(settings, app, git_dir, commit, environ, report,
+        controller.request_deploy(settings, app, git_dir, commit, environ, report, deploy_ref=deploy_ref,
                                   precondition=ref_unchanged(git_dir, deploy_ref, old),
                                   hold_lock_until=lambda: ref_value(git_dir, deploy_ref) != old)
         return

@@ -90,7 +90,9 @@ SETTINGS = (
             "(in a fleet, yes on one host)"),
     Setting("fleet_timeout", "60", float,
             "on a fleet's primary: seconds each remote step of a fleet deploy may take on a host (the push to it,"
-            " commit, abort, rollback, status), and the longest a host may stay silent before it counts as failed"),
+            " an abort, status); a commit or rollback, which switches traffic, gets this plus the host's own"
+            " waits (DEPLOY_READY_TIMEOUT, DEPLOY_PROBE_TIMEOUT, DEPLOY_WATCH, DEPLOY_WATCH_MAX,"
+            " DEPLOY_DRAIN_TIMEOUT); a host that stops answering fails sooner (see docs/fleet-faults.md)"),
     Setting("fleet_prepare_timeout", "1900", float,
             "on a fleet's primary: seconds a host's prepare (checkout .. probe, its setup too) may take: more"
             " than the hosts' DEPLOY_SETUP_TIMEOUT; a host that stops answering fails sooner (see docs/fleet-faults.md)"),
