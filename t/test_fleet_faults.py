@@ -53,7 +53,7 @@ from fleet_world import (APP, FleetLoad, assert_no_candidate_anywhere, pusher_li
 from sandbox_server import wait_until
 
 pytestmark = [pytest.mark.fleet, pytest.mark.ssh, pytest.mark.emperor, pytest.mark.load,
-              pytest.mark.xdist_group("fleet")]   # the session's one fleet world, on one worker
+              pytest.mark.xdist_group("fleet")]   # its own fleet world, on one worker (test_fleet.py builds another)
 
 STEP_LIMIT = 25          # the primary's DEPLOY_FLEET_TIMEOUT here
 SLOW_SETUP = 35          # seconds: > STEP_LIMIT, > the keep-alive bound (~20 s)
