@@ -39,14 +39,12 @@ $(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-# The pinned requirements as installed tools carry them (LIBDIR/site), compiled,
-# without pip's console scripts (their shebangs name this checkout's venv):
+# The pinned requirements as installed tools carry them (LIBDIR/site), compiled:
 # built beside and renamed, so installs running at once never see half of it.
 site: $(VENV)/site
 $(VENV)/site: requirements.txt $(VENV)/.installed
 	new=$@.new.$$$$ && rm -rf $$new && \
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --target $$new -r requirements.txt && \
-	rm -rf $$new/bin && \
 	$(PYTHON) -m compileall -q $$new && \
 	rm -rf $@.old.$$$$ && if [ -d $@ ]; then mv $@ $@.old.$$$$; fi && \
 	{ mv -T $$new $@ 2>/dev/null || rm -rf $$new; } && rm -rf $@.old.$$$$ && touch $@
