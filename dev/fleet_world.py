@@ -287,11 +287,15 @@ class FleetWorld:
             subprocess.run(["ssh", "-o", f"ControlPath={os.path.join(sockets, name)}", "-O", "exit", "host"],
                            capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
 
-    def set_setting(self, name, value):
-        """NAME=value in the primary's ~/deploy.conf and in its controller's
-        (which runs the fleet deploy), their other lines kept (install.yml
-        writes DEPLOY_SINGLETONS there); None: the line removed."""
-        for home, user in ((self.primary.home, self.primary.user), (self.controller_home, self.controller_user)):
+    def set_setting(self, name, value, controller=True):
+        """NAME=value in the primary's ~/deploy.conf and (unless not
+        controller) in its controller's (which runs the fleet deploy), their
+        other lines kept (install.yml writes DEPLOY_SINGLETONS there); None:
+        the line removed."""
+        accounts = [(self.primary.home, self.primary.user)]
+        if controller:
+            accounts.append((self.controller_home, self.controller_user))
+        for home, user in accounts:
             if user is None:
                 continue
             path = os.path.join(home, "deploy.conf")

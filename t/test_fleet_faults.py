@@ -34,6 +34,7 @@ out such healthy commits on every host.
 
 One world serves the session (conftest's fleet_world, shared with
 test_fleet.py); each test starts from every host on one version."""
+import fcntl
 import json
 import os
 import pwd
@@ -46,17 +47,23 @@ import time
 import pytest
 
 from uwsgi_deploy import fleet_journal
-from uwsgi_deploy.fleet import timeouts
+from uwsgi_deploy.fleet import deploy_limit, timeouts
 from uwsgi_deploy.settings import load
 from fleet_world import (APP, FleetLoad, assert_no_candidate_anywhere, pusher_lines,
                          same_version_everywhere)
 from sandbox_server import wait_until
 
-pytestmark = [pytest.mark.fleet, pytest.mark.ssh, pytest.mark.emperor, pytest.mark.load,
-              pytest.mark.xdist_group("fleet")]   # its own fleet world, on one worker (test_fleet.py builds another)
+pytestmark = [pytest.mark.fleet, pytest.mark.ssh, pytest.mark.emperor, pytest.mark.load]
+# Two halves, each an xdist group: each on its own worker, with its own fleet
+# world (conftest's fleet_world: one a worker; test_fleet.py's group builds
+# another), so the two run side by side; split so that both take about as
+# long (docs/fleet-faults.md has the durations measured).
+HALF_A = pytest.mark.xdist_group("fleet")
+HALF_B = pytest.mark.xdist_group("fleet-b")
 
 STEP_LIMIT = 25          # the primary's DEPLOY_FLEET_TIMEOUT here
-SLOW_SETUP = 35          # seconds: > STEP_LIMIT, > the keep-alive bound (~20 s)
+KEEP_ALIVE_BOUND = 20    # ssh's ServerAlive 5 s x 3 (share/fleet/ansible.cfg): a silent host is dead after this
+SLOW_SETUP = 90          # seconds: a long dependency build, silent; > STEP_LIMIT, > KEEP_ALIVE_BOUND
 # a push with a host cut off: the prepare or commit finds it dead (<= ~20 s),
 # the abort or rollback (<= ConnectTimeout 10 s) and the status (<= 10 s) skip
 # it; the rest is a healthy push (~7 s quiet, ~60 s on a loaded machine).
@@ -241,6 +248,7 @@ def end_hung(pidfile, host):
     return pid
 
 
+@HALF_A
 def test_hosts_answering_a_template_garbage_or_nothing_fail_and_every_host_rolls_back(fleet):
     """h1 commits then never answers, h2 answers garbage, h3 a template."""
     limit = switch_limit(fleet)      # what ends h1's commit: 25 + 30 + 30 + 3 + 30 + 30 = 148 s here
@@ -290,11 +298,12 @@ def test_hosts_answering_a_template_garbage_or_nothing_fail_and_every_host_rolls
 
 
 # -- a host cut off --------------------------------------------------------------------------
-def push_cutting_off(fleet, host, version, phase, while_cut_off):
-    """Push a commit saying version, under load; once host runs its phase,
-    cut host off. With the push ended (within PUSH_BOUND) and host still cut
-    off, while_cut_off(lines of the push, old rev, new rev); then host comes
-    back. No request failed on any host. Returns (old rev, new rev)."""
+def push_cutting_off(fleet, host, version, phase, while_cut_off, reached=None, then=None):
+    """Push a commit saying version, under load; once host runs its phase
+    (or reached() says so), cut host off (and then then()). With the push
+    ended (within PUSH_BOUND) and host still cut off, while_cut_off(lines of
+    the push, old rev, new rev); then host comes back. No request failed on
+    any host. Returns (old rev, new rev)."""
     old = same_version_everywhere(fleet)
     old_text = fleet.primary.served()
     commit = fleet.commit(version)
@@ -302,8 +311,10 @@ def push_cutting_off(fleet, host, version, phase, while_cut_off):
     with FleetLoad(fleet, [old_text, version]) as load:
         with Push(fleet) as push:
             when_journal(fleet, lambda r: r.get("commit") == commit and r.get("phase") == phase, f"the {phase}")
-            wait_until(lambda: running(host, phase), 60, f"{host.name}'s {phase} to start")
+            wait_until(reached or (lambda: running(host, phase)), 60, f"{host.name}'s {phase} to start")
             host.cut_off()
+            if then:
+                then()
             try:
                 result = push.wait()
                 lines = pusher_lines(result)
@@ -319,6 +330,92 @@ def push_cutting_off(fleet, host, version, phase, while_cut_off):
     return old, rev
 
 
+# h3's pre-receive while the test holds it: the objects are received, the ref
+# not updated, the push's connection open and waiting for h3's answer
+PAUSED_HOOK = """#!/bin/sh
+echo $$ > GATE.tmp && mv GATE.tmp GATE
+n=0
+while [ -e GATE ] && [ $n -lt 2400 ]; do sleep 0.05; n=$((n + 1)); done
+[ -e GATE ] && { echo "the test pause was not released within 120 s" >&2; exit 1; }
+exec REAL
+"""
+
+
+def pause_push(host, gate):
+    """host's pre-receive (a symlink to the toolkit's) held until the test
+    removes gate (it appears once the push reached the hook); returns a
+    function that puts the real hook back."""
+    hook = os.path.join(host.app.repo, "hooks", "pre-receive")
+    real = os.readlink(hook)
+    os.unlink(hook)
+    with open(hook, "w") as stream:
+        stream.write(PAUSED_HOOK.replace("GATE", shlex.quote(gate)).replace("REAL", shlex.quote(real)))
+    os.chmod(hook, 0o755)
+
+    def restore():
+        os.unlink(hook)
+        os.symlink(real, hook)
+    return restore
+
+
+def receiving(host):
+    """host runs git-receive-pack or its hook (as its deploy account)."""
+    for entry in os.listdir("/proc"):
+        try:
+            if not entry.isdigit() or os.stat(f"/proc/{entry}").st_uid != host.account.pw_uid:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as stream:
+                argv = stream.read().split(b"\0")
+        except OSError:
+            continue
+        if any(b"receive-pack" in arg or arg.endswith(b"pre-receive") for arg in argv[:3]):
+            return True
+    return False
+
+
+@HALF_B
+def test_host_cut_off_during_the_push_to_it_refuses_with_no_host_changed_and_converges_when_back(fleet):
+    """Cut off in the middle of the push to it, deterministically: h3's hook
+    is held (the pack received, the ref not yet updated, the connection
+    waiting for h3's answer) until h3's sshd is stopped, then let go (its own
+    processes go on, as a partitioned host's do)."""
+    h3 = fleet.hosts[2]
+    gate = os.path.join(h3.home, "push.gate")
+
+    def while_cut_off(lines, old, rev):
+        # one line naming the host and the step, with what ssh said (or the step's limit), not git's hint
+        [reason] = [line for line in lines if line.startswith(" !     h3 failed to receive the commit: ")]
+        assert reason in (" !     h3 failed to receive the commit: unreachable (push): Timeout, server 127.0.0.1 "
+                          "not responding.; aborted on every host, none changed",
+                          f" !     h3 failed to receive the commit: no answer within {STEP_LIMIT} s (push); "
+                          "aborted on every host, none changed"), reason
+        assert any(f"refused: {reason[len(' !     '):]}" in line for line in lines), lines
+        assert not any("repository exists" in line for line in lines if line.startswith(" !")), lines
+        assert f"-----> Aborting {APP}-{rev} on every host" in lines
+        assert not any(line.startswith("-----> Preparing") for line in lines), lines
+        for host in fleet.hosts:
+            assert host.live() == f"{APP}-{old}" and host.prepared_records() == []
+        code, report = fleet_status(fleet)
+        assert code == 1 and report["deploy"]["state"] == "interrupted"
+        assert [h["host"] for h in report["hosts"] if h["error"]] == ["h3"]
+    same_version_everywhere(fleet)       # (a push: before h3's hook is held)
+    restore = pause_push(h3, gate)
+    try:
+        old, rev = push_cutting_off(fleet, h3, "fleet-push-cut", "push", while_cut_off,
+                                    reached=lambda: os.path.exists(gate), then=lambda: os.unlink(gate))
+    finally:
+        restore()
+        if os.path.exists(gate):
+            os.unlink(gate)
+    # h3's receive-pack went on once let go, and ended: it stored the commit, nothing deployed
+    wait_until(lambda: not receiving(h3), 60, "h3's receive-pack to end")
+    assert h3.live() == f"{APP}-{old}" and h3.prepared_records() == []
+    lines = converges(fleet, "fleet-after-push-cut")
+    assert f"-----> Rolling back the fleet deploy of {APP}-{rev} that was cut short, on every host" in lines
+    assert f"-----> Rolled back: no host keeps anything of {APP}-{rev}" in lines
+
+
+@HALF_B
 def test_host_cut_off_during_prepare_aborts_everywhere_in_bounded_time_and_converges_when_back(fleet):
     h3 = fleet.hosts[2]
 
@@ -350,6 +447,7 @@ def test_host_cut_off_during_prepare_aborts_everywhere_in_bounded_time_and_conve
     assert f"-----> Rolled back: no host keeps anything of {APP}-{rev}" in lines
 
 
+@HALF_B
 def test_host_cut_off_during_commit_rolls_back_the_others_and_is_brought_back_by_the_next_push(fleet):
     h3 = fleet.hosts[2]
 
@@ -403,6 +501,7 @@ def controller_pids(fleet, record):
     return pids
 
 
+@HALF_B
 def test_controller_killed_during_commit_is_rolled_back_by_the_next_push_which_says_so(fleet):
     old = same_version_everywhere(fleet)
     old_commit = branch(fleet.primary.home)
@@ -449,7 +548,77 @@ def test_controller_killed_during_commit_is_rolled_back_by_the_next_push_which_s
                    for line in lines), (host, lines)
 
 
+# The primary's settings (not its controller's) that make the limit it gives
+# its controller short: the fleet's own bounds, each a second or so; the
+# limit is then mostly fleet.PLAYBOOK_MARGIN (3 x 20 s).
+SHORT_BOUNDS = {"DEPLOY_LOCK_TIMEOUT": "1", "DEPLOY_FLEET_TIMEOUT": "1", "DEPLOY_FLEET_PREPARE_TIMEOUT": "1",
+                "DEPLOY_READY_TIMEOUT": "1", "DEPLOY_PROBE_TIMEOUT": "1", "DEPLOY_WATCH": "0",
+                "DEPLOY_WATCH_MAX": "0", "DEPLOY_DRAIN_TIMEOUT": "0"}
+
+
+def deploy_fleet_pid(fleet, commit):
+    """The controller's deploy-fleet of commit, once it runs."""
+    uid = pwd.getpwnam(fleet.controller_user).pw_uid
+    for entry in os.listdir("/proc"):
+        try:
+            if not entry.isdigit() or os.stat(f"/proc/{entry}").st_uid != uid:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as stream:
+                argv = stream.read().split(b"\0")
+        except OSError:
+            continue
+        if any(arg.endswith(b"deploy-fleet") for arg in argv[:2]) and commit.encode() in argv:
+            return int(entry)
+    return None
+
+
+@HALF_A
+def test_a_controller_that_hangs_holds_the_pusher_no_longer_than_the_fleets_own_limits(fleet):
+    """The primary's ssh to its controller has a limit of its own, what the
+    fleet's bounds add up to (fleet.deploy_limit): a controller that hangs
+    (here: stopped, SIGSTOP, while it waits for its fleet lock, which the
+    test holds) is given up on then, the pusher told so in one line; that
+    controller, once it goes on, does nothing (the primary's --start-by passed)."""
+    old = same_version_everywhere(fleet)
+    old_commit = branch(fleet.primary.home)
+    commit = fleet.commit("fleet-controller-hangs")
+    for name, value in SHORT_BOUNDS.items():
+        fleet.set_setting(name, value, controller=False)
+    lock_path = os.path.join(fleet.controller_home, "run", f"{APP}.fleet.lock")
+    lock = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    shutil.chown(lock_path, fleet.controller_user, fleet.controller_user)
+    stopped = None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        os.pwrite(lock, b"a hung fleet deploy (the test)\n", 0)
+        limit = deploy_limit(load({"HOME": fleet.primary.home, "PATH": os.environ["PATH"]}), len(fleet.hosts))
+        assert limit == 1 + 3 + 1 + 1 + (3 + 3 * 3) + 1 + 3 * 20     # SHORT_BOUNDS: a switch 3 s
+        with Push(fleet, bound=limit + HEALTHY_PUSH) as push:
+            stopped = wait_until(lambda: deploy_fleet_pid(fleet, commit), 60, "the controller's deploy-fleet")
+            os.kill(stopped, signal.SIGSTOP)      # it cannot have taken the lock: the test holds it
+            result = push.wait()
+    finally:
+        os.close(lock)
+        if stopped:
+            os.kill(stopped, signal.SIGCONT)
+        for name in SHORT_BOUNDS:
+            fleet.set_setting(name, str(STEP_LIMIT) if name == "DEPLOY_FLEET_TIMEOUT" else None, controller=False)
+    lines = pusher_lines(result)
+    print("\n".join(lines))
+    assert result.returncode != 0
+    assert limit <= push.took < limit + HEALTHY_PUSH
+    assert any(line.endswith(f"fleet deploy of {APP}-{commit[:12]}: the fleet controller did not answer within "
+                             f"{limit} s (what the fleet's own limits add up to: docs/fleet-faults.md); refused; "
+                             "what it did is in its journal, which the next push reads") for line in lines), lines
+    # let go, the hung controller finds the primary stopped waiting: it ends, having done nothing
+    wait_until(lambda: not os.path.exists(f"/proc/{stopped}"), 60, "the hung controller to end")
+    assert journal(fleet) is None
+    assert fleet.lives() == {h.name: f"{APP}-{old}" for h in fleet.hosts}
+    assert branch(fleet.primary.home) == branch(fleet.controller_home) == old_commit
+
+
 # -- a slow host -------------------------------------------------------------------------------
+@HALF_A
 def test_a_setup_longer_than_the_step_limit_is_a_slow_host_not_a_dead_one(fleet):
     same_version_everywhere(fleet)
     old_text = fleet.primary.served()
@@ -465,7 +634,10 @@ def test_a_setup_longer_than_the_step_limit_is_a_slow_host_not_a_dead_one(fleet)
     print(f"the push took {took:.1f} s")
     assert result.returncode == 0, result.stderr
     assert load.failed() == {}
-    assert took > SLOW_SETUP          # h2's setup did run that long, silent, inside the prepare
+    # h2's setup did run that long, silent, inside the prepare: a fleet that timed a prepare by the step
+    # limit or by ssh's keep-alives would have failed it long before
+    assert SLOW_SETUP > 3 * max(STEP_LIMIT, KEEP_ALIVE_BOUND)
+    assert took > SLOW_SETUP
     lines = pusher_lines(result)
     setup = [line for line in lines if line.startswith("h2:        setup done (")]
     assert setup and float(setup[0].split("(")[1].split()[0]) >= SLOW_SETUP, setup
@@ -474,6 +646,7 @@ def test_a_setup_longer_than_the_step_limit_is_a_slow_host_not_a_dead_one(fleet)
     assert journal(fleet) is None
 
 
+@HALF_B
 def test_a_deploy_left_in_the_journal_whose_push_was_accepted_is_finished_by_the_next_push(fleet):
     """The journal a deploy leaves when it ended without knowing what every
     host serves (its status could not be read) while its push was accepted

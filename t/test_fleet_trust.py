@@ -7,12 +7,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
 from conftest import ROOT
 from uwsgi_deploy import DeployError, controller, fleet, fleet_journal
 from uwsgi_deploy.layout import App
+from uwsgi_deploy.lock import DeployLock
 from uwsgi_deploy.report import Reporter
 from uwsgi_deploy.settings import load
 
@@ -80,6 +82,28 @@ def test_text_from_a_host_is_one_inert_line():
                 + "\nTimeout, server 127.0.0.1 not responding.")
     assert fleet_answers.fleet_reason(lost, "commit") == \
         "unreachable (commit): Timeout, server 127.0.0.1 not responding."
+
+
+# git push's stderr over ssh, as it was seen: a host whose sshd never answered
+# (ConnectTimeout), one that stopped answering mid-push (ServerAlive), one that refused
+BANNER = ("Connection timed out during banner exchange\nConnection to 127.0.0.1 port 52003 timed out\n"
+          "fatal: Could not read from remote repository.\n\nPlease make sure you have the correct access rights\n"
+          "and the repository exists.\n")
+STALLED = "Timeout, server 127.0.0.1 not responding.\nfatal: the remote end hung up unexpectedly\n"
+REJECTED = ("remote: error: object directory full\nTo 127.0.0.1:app.git\n"
+            " ! [remote rejected] 0123 -> refs/fleet/candidate (pre-receive hook declined)\n"
+            "error: failed to push some refs to '127.0.0.1:app.git'\n")
+
+
+@pytest.mark.parametrize("stderr, reason", [
+    (BANNER, "unreachable (push): Connection timed out during banner exchange"),
+    (STALLED, "unreachable (push): Timeout, server 127.0.0.1 not responding."),
+    (REJECTED, "the push to it failed: error: failed to push some refs to '127.0.0.1:app.git'"),
+    ("", "the push to it failed: git push exited with status 128"),
+])
+def test_a_failed_push_says_what_ssh_or_git_said_not_gits_hint(stderr, reason):
+    result = dict(failed=True, rc=128, stderr=stderr, stderr_lines=stderr.splitlines(), msg="non-zero return code")
+    assert fleet_answers.fleet_reason(result, "push", 25) == reason
 
 
 def test_in_ansible_the_text_is_also_marked_unsafe():
@@ -177,3 +201,68 @@ def test_a_journal_whose_commit_the_branch_names_is_finished_not_rolled_back(tmp
 def test_deploy_fleet_takes_only_a_branch_ref(tmp_path, ref):
     with pytest.raises(DeployError, match="give the deploy branch as a full ref"):
         controller.deploy("app", "a" * 40, ref=ref, environ={"HOME": str(tmp_path), "PATH": os.environ["PATH"]})
+
+
+# -- how long the primary waits for its controller -------------------------------------------
+INVENTORY = """# Written by install.yml: the fleet's hosts as the controller reaches them.
+[fleet]
+h1 ansible_host=10.0.0.1 ansible_port=22 deploy_user=app
+h2 ansible_host=10.0.0.2 ansible_port=22 deploy_user=app
+
+h3 ansible_host=10.0.0.3 ansible_port=2222 deploy_user=app
+[other]
+x ansible_host=10.0.0.9
+"""
+
+
+def test_the_controller_gets_what_the_fleets_own_limits_add_up_to(tmp_path):
+    (tmp_path / "app.inventory").write_text(INVENTORY)
+    assert fleet.inventory_hosts(str(tmp_path / "app.inventory")) == ["h1", "h2", "h3"]
+    assert [fleet.commit_batches(b, 3) for b in ("", "1", "2", "50%", "100%", "5")] == [1, 3, 2, 3, 1, 1]
+    assert fleet.commit_batches("50%", 4) == 2
+    settings = load({"HOME": str(tmp_path), "PATH": os.environ["PATH"]})
+    # the defaults: a step 60 s, a switch 60 + 30 + 30 + 3 + 30 + 30 = 183 s, the prepare 1900 s, the lock 600 s:
+    # lock + undo + push + prepare + (a commit, then the rollback one host after another) + status + 3 margins
+    assert fleet.timeouts(settings) == {"step_timeout": 60, "switch_timeout": 183, "prepare_timeout": 1900}
+    assert fleet.deploy_limit(settings, 3) == 600 + 183 + 60 + 1900 + (183 + 3 * 183) + 60 + 3 * 20
+    one_at_a_time = load({"HOME": str(tmp_path), "PATH": os.environ["PATH"], "DEPLOY_FLEET_BATCH": "1"})
+    assert fleet.deploy_limit(one_at_a_time, 3) == fleet.deploy_limit(settings, 3) + 2 * 183
+    # a prepare that fails: an abort per host, one after another, each a step
+    quick_switch = load({"HOME": str(tmp_path), "PATH": os.environ["PATH"], "DEPLOY_FLEET_TIMEOUT": "100",
+                         "DEPLOY_READY_TIMEOUT": "0", "DEPLOY_PROBE_TIMEOUT": "0", "DEPLOY_WATCH": "0",
+                         "DEPLOY_WATCH_MAX": "0", "DEPLOY_DRAIN_TIMEOUT": "0"})
+    assert fleet.deploy_limit(quick_switch, 3) == 600 + 100 + 100 + 1900 + max(3 * 100, 100 + 300) + 100 + 60
+
+
+def test_a_controller_that_does_not_answer_is_ended_at_the_limit():
+    report = Reporter()
+    lines = []
+    report.line = lines.append
+    started = time.monotonic()
+    code, reason, ended = controller.relay(["sh", "-c", "echo started; exec sleep 60"], dict(os.environ), report,
+                                           "/", limit=1)
+    assert ended and code == -9 and reason is None and lines == ["started"]
+    assert time.monotonic() - started < 10
+    code, reason, ended = controller.relay(["sh", "-c", "echo 'deploy-fleet: no'; exit 1"], dict(os.environ), report,
+                                           "/", limit=10)
+    assert (code, reason, ended) == (1, "no", False)
+
+
+def test_a_controller_past_the_primarys_start_by_does_nothing(tmp_path):
+    """The primary stopped waiting (start_by passed) before the controller
+    got the fleet lock: nothing is done, no journal written. One that waits
+    for the lock waits no longer than start_by."""
+    home = str(tmp_path)
+    os.makedirs(os.path.join(home, "run"))
+    (tmp_path / "app.inventory").write_text(INVENTORY)
+    settings = load({"HOME": home, "PATH": os.environ["PATH"]})
+    app = App(settings, "app")
+    with pytest.raises(DeployError, match="the primary stopped waiting for it to start at .*; nothing done"):
+        fleet.fleet_deploy(settings, app, home, "a" * 40, {"HOME": home}, Reporter(), start_by=time.time() - 1)
+    assert fleet_journal.read(fleet.journal_path(app)) is None
+    with DeployLock(app.fleet_lock_file, 0, "a hung fleet deploy"):
+        started = time.monotonic()
+        with pytest.raises(DeployError, match="another deploy holds .* gave up after"):
+            fleet.fleet_deploy(settings, app, home, "a" * 40, {"HOME": home}, Reporter(), start_by=time.time() + 1)
+        assert time.monotonic() - started < 5
+    assert fleet_journal.read(fleet.journal_path(app)) is None

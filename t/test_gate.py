@@ -124,6 +124,8 @@ def test_controller_role_runs_deploy_fleet_and_fleet_status_of_its_apps_only():
         "deploy-fleet", "alpha", "a" * 40, "--batch", "1"]
     assert argv(controller, "deploy-fleet alpha " + "a" * 40 + " --ref refs/heads/main")[1] == [
         "deploy-fleet", "alpha", "a" * 40, "--ref", "refs/heads/main"]
+    assert argv(controller, "deploy-fleet alpha " + "a" * 40 + " --start-by 1765000000")[1] == [
+        "deploy-fleet", "alpha", "a" * 40, "--start-by", "1765000000"]
     assert argv(controller, "deploy-status --fleet --json") == ("deploy-status",
                                                                 ["deploy-status", "--fleet", "--json", "alpha"])
     assert argv(controller, "git-receive-pack 'alpha.git'")[1] == ["git", "receive-pack", f"{HOME}/alpha.git"]

@@ -264,6 +264,56 @@ def timeouts(settings):
             "prepare_timeout": int(settings.fleet_prepare_timeout)}
 
 
+# seconds each of the three playbooks of a fleet deploy (undo, deploy, status)
+# may take beyond its tasks' own limits: ansible's start, its connections, the
+# work between tasks (deploy_limit)
+PLAYBOOK_MARGIN = 20
+
+
+def inventory_hosts(path):
+    """The hosts of an inventory's `fleet` group, as install.yml writes it
+    for the primary and its controller (INI, a host a line)."""
+    hosts, section = [], None
+    with open(path) as stream:
+        for line in stream:
+            line = line.strip()
+            if not line or line.startswith(("#", ";")):
+                continue
+            if line.startswith("["):
+                section = line.strip("[]").strip()
+            elif section == "fleet":
+                hosts.append(line.split()[0])
+    return hosts
+
+
+def commit_batches(batch, hosts):
+    """How many batches DEPLOY_FLEET_BATCH makes of hosts (as Ansible's
+    serial does: a percentage rounds down, at least one host a batch)."""
+    if not batch:
+        return 1
+    size = int(hosts * int(batch[:-1]) / 100) if batch.endswith("%") else int(batch)
+    return -(-hosts // max(1, size))
+
+
+def deploy_limit(settings, hosts):
+    """The longest a fleet deploy to `hosts` hosts may take by its own
+    bounds (timeouts(), docs/fleet-faults.md), which the primary gives its
+    controller before it stops waiting: the controller's wait for the fleet
+    lock (DEPLOY_LOCK_TIMEOUT); the undo of a deploy cut short (recover: every
+    host at once, a switch); the push and the prepare (every host at once);
+    then the aborts of a failed prepare (one host after another, a step
+    each) or the commits (a switch per batch) and the rollbacks and aborts
+    of a failed commit (one host after another, a switch each); what every
+    host serves (a step); and PLAYBOOK_MARGIN for each of the three
+    playbooks."""
+    limits = timeouts(settings)
+    step, switch, prepare = limits["step_timeout"], limits["switch_timeout"], limits["prepare_timeout"]
+    failed_prepare = hosts * step
+    commit = commit_batches(settings.fleet_batch, hosts) * switch + hosts * switch
+    return int(settings.lock_timeout) + switch + step + prepare + max(failed_prepare, commit) + step \
+        + 3 * PLAYBOOK_MARGIN
+
+
 def end_controller(record):
     """The playbook of a controller that died may still run (its hook was
     killed, not its session): end that session before undoing its work."""
@@ -325,15 +375,22 @@ def recover(settings, app, git_dir, environ, report):
 
 
 def fleet_deploy(settings, app, git_dir, commit, environ, report, precondition=None, hold_lock_until=None,
-                 deploy_ref=None):
+                 deploy_ref=None, start_by=None):
     """Deploy commit to every host of app's fleet, or to none: the primary's
     pre-receive hook runs this instead of a local deploy. Raises (the push is
-    refused) unless every host committed."""
+    refused) unless every host committed. start_by: the time (epoch
+    seconds) after which the primary no longer waits for it to start (its
+    controller's limit, controller.request_deploy): past it, nothing is done."""
     name = f"{app.name}-{commit[:12]}"
     report.stage(f"Fleet deploy of {name} to the hosts of {app.fleet_inventory}")
     holder = f"{name} (fleet push)"
-    with DeployLock(app.fleet_lock_file, settings.lock_timeout, holder, report.say,
+    lock_wait = settings.lock_timeout if start_by is None else max(0.0, min(settings.lock_timeout,
+                                                                            start_by - time.time()))
+    with DeployLock(app.fleet_lock_file, lock_wait, holder, report.say,
                     waiting="waiting for another fleet deploy to finish") as lock, hangup_ignored():
+        if start_by is not None and time.time() > start_by:
+            raise DeployError(f"fleet deploy of {name}: the primary stopped waiting for it to start at "
+                              f"{time.strftime('%H:%M:%S', time.localtime(start_by))}; nothing done")
         if precondition:
             precondition()
         recover(settings, app, git_dir, environ, report)

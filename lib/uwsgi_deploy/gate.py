@@ -119,7 +119,7 @@ GRAMMARS = {
     "deploy-cleanup": Grammar(flags=frozenset({"--dry-run"}), valued=frozenset({"--app"}), app_option="--app",
                               app_optional=True),
     "deploy-run": Grammar(rest=True),
-    "deploy-fleet": Grammar(valued=frozenset({"--batch", "--ref"})),
+    "deploy-fleet": Grammar(valued=frozenset({"--batch", "--ref", "--start-by"})),
     "deploy-scale": Grammar(rest=True),
     "deploy-maintenance": Grammar(rest=True),
 }

@@ -28,6 +28,7 @@ TIMED_OUT = "failed to execute in the expected time frame"
 # ssh's own words for a connection that failed or was lost
 SSH_SAYS = re.compile(r"Connection (?:to \S+ port \d+ )?(?:timed out|refused|closed|reset)|Timeout, server|"
                       r"timed out during banner exchange|Broken pipe|No route to host|Could not resolve")
+VAGUE = re.compile(r"Connection to \S+ port \d+ timed out\Z")
 
 # each phase's answer: {key: kind}; "name?" and "rev?" may be null
 SCHEMAS = {
@@ -86,11 +87,28 @@ def fleet_answer(result, phase):
 
 def ssh_failure(message):
     """What ssh said of a lost or refused connection, from an unreachable
-    result's message (which also carries what the host printed: not shown)."""
-    said = [line.strip() for line in str(message).splitlines()
+    result's message or a git push's stderr (which also carry what the host
+    printed: not shown). ssh follows "Connection timed out during banner
+    exchange" with "Connection to HOST port N timed out", which says less:
+    the line that names what happened is kept."""
+    said = [line.strip().removeprefix("Failed to connect to the host via ssh: ")
+            for line in str(message).splitlines()
             if SSH_SAYS.search(line) and not line.lstrip().startswith(("----->", "!"))]
-    return said[-1].removeprefix("Failed to connect to the host via ssh: ") if said else \
-        "its ssh connection failed or stopped answering"
+    said = [line for line in said if not VAGUE.match(line)] or said
+    return said[-1] if said else "its ssh connection failed or stopped answering"
+
+
+def push_failure(result):
+    """Why the git push to a host failed, in one line: what ssh said of the
+    connection (unreachable), else git's own error. git's last line is
+    often "and the repository exists.", the end of a hint that says nothing."""
+    lines = [str(line).strip() for line in result.get("stderr_lines") or str(result.get("stderr") or "").splitlines()
+             if str(line).strip()]
+    if any(SSH_SAYS.search(line) for line in lines):
+        return f"unreachable (push): {ssh_failure(chr(10).join(lines))}"
+    errors = [line for line in lines if line.startswith(("fatal: ", "error: ", "remote: error: ")) or "rejected]" in line]
+    said = (errors or lines or [f"git push exited with status {result.get('rc')}"])[-1]
+    return f"the push to it failed: {said}"
 
 
 def fleet_reason(result, step, limit=None):
@@ -101,6 +119,8 @@ def fleet_reason(result, step, limit=None):
         return shown(f"no answer within {limit} s ({step})" if limit else f"no answer in time ({step})")
     if result.get("unreachable"):
         return shown(f"unreachable ({step}): {ssh_failure(message)}")
+    if step == "push" and result.get("rc") not in (None, 0):
+        return shown(push_failure(result))
     lines = [line for line in result.get("stderr_lines") or str(result.get("stderr") or "").splitlines()
              if isinstance(line, str) and line.strip()]
     text = lines[-1] if lines else (message or "failed")
