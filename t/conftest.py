@@ -258,8 +258,10 @@ def fleet_world():
     """The three-host fleet (dev/fleet_world.py), built once per pytest
     process for the fleet test files it runs (building it takes a minute or
     more): each file's own `fleet` fixture sets what it needs and puts it
-    back. Under `make test` the fleet files are xdist groups of their own,
-    each on its own worker with its own world, so they run side by side."""
+    back. Under `make test` the fleet tests are xdist groups of their own
+    (test_fleet.py's "fleet-deploys", test_fleet_faults.py's "fleet" and
+    "fleet-b"), each on its own worker with its own world, so they run side
+    by side; slowest_first sends every group of the `fleet` kind out first."""
     from fleet_world import FleetWorld
     world = FleetWorld().build()
     try:

@@ -8,23 +8,27 @@ loop on every host's nginx that must see no failed request:
   limit (the step limit plus the hosts' own watch and drain waits) passed;
 - host 3 cut off (its sshd and every connection it serves stopped, by PID:
   what a partition looks like from the primary, while the host's own
-  processes go on) during prepare, and during commit: the push ends within
-  its bound with the documented outcome; deploy-status --fleet then shows
-  what host 3 holds and the deploy that was cut short; once host 3 is back,
-  the next push undoes what was left and brings every host to one version,
-  with nothing left behind;
+  processes go on) in the middle of the push to it (its hook held until
+  then: the pack received, the ref not updated), during prepare, and during
+  commit: the push ends within its bound with the documented outcome;
+  deploy-status --fleet then shows what host 3 holds and the deploy that
+  was cut short; once host 3 is back, the next push undoes what was left
+  and brings every host to one version, with nothing left behind;
 - the primary's controller (its hook and the playbook's session) killed
   during commit: deploy-status --fleet shows an interrupted deploy, the next
   push rolls it back and says so;
-- a setup that takes longer than the step limit, printing nothing, is a
-  slow host, not a dead one;
+- the primary's controller hung (stopped while it waits for its fleet
+  lock): the pusher is let go at the limit the fleet's bounds add up to, in
+  one line, and that controller, let go, does nothing;
+- a setup of 90 s, printing nothing (more than the step limit and the
+  keep-alive bound), is a slow host, not a dead one;
 - a journal left by a deploy whose push was accepted is finished by the
   next push, not rolled back.
 
 Durations: the primary's DEPLOY_FLEET_TIMEOUT is 25 s here (default 60): a
 host that stops answering fails in ~15-20 s by ssh's keep-alives (5 s x 3,
 ansible.cfg) or 10 s by ConnectTimeout, whatever the step limit; the slow
-setup takes 35 s, more than the step limit and the keep-alive bound both, so
+setup takes 90 s, more than the step limit and the keep-alive bound both, so
 a fleet that timed a prepare by either would fail it; the prepare's own
 limit (DEPLOY_FLEET_PREPARE_TIMEOUT, 1900 s) lets it finish. A commit or
 an undo gets 25 s plus the hosts' own waits (148 s here, fleet.timeouts): a
@@ -32,8 +36,9 @@ commit right after a request loop stopped has its watch extended (up to
 DEPLOY_WATCH_MAX) by the traffic it expects, and a 25 s limit alone timed
 out such healthy commits on every host.
 
-One world serves the session (conftest's fleet_world, shared with
-test_fleet.py); each test starts from every host on one version."""
+The tests are two xdist groups (HALF_A, HALF_B): under `make test` each
+runs on its own worker with its own world (conftest's fleet_world, one a
+worker), side by side; each test starts from every host on one version."""
 import fcntl
 import json
 import os
@@ -57,7 +62,10 @@ pytestmark = [pytest.mark.fleet, pytest.mark.ssh, pytest.mark.emperor, pytest.ma
 # Two halves, each an xdist group: each on its own worker, with its own fleet
 # world (conftest's fleet_world: one a worker; test_fleet.py's group builds
 # another), so the two run side by side; split so that both take about as
-# long (docs/fleet-faults.md has the durations measured).
+# long, by the durations measured (docs/fleet-faults.md): A, the lying hosts
+# (200 s), the prepare cut (133 s), the controller killed (72 s), the journal
+# of an accepted push (16 s); B, the push cut (128 s), the commit cut (110 s),
+# the slow setup (114 s), the hung controller (82 s); a world (~115 s) each.
 HALF_A = pytest.mark.xdist_group("fleet")
 HALF_B = pytest.mark.xdist_group("fleet-b")
 
@@ -415,7 +423,7 @@ def test_host_cut_off_during_the_push_to_it_refuses_with_no_host_changed_and_con
     assert f"-----> Rolled back: no host keeps anything of {APP}-{rev}" in lines
 
 
-@HALF_B
+@HALF_A
 def test_host_cut_off_during_prepare_aborts_everywhere_in_bounded_time_and_converges_when_back(fleet):
     h3 = fleet.hosts[2]
 
@@ -501,7 +509,7 @@ def controller_pids(fleet, record):
     return pids
 
 
-@HALF_B
+@HALF_A
 def test_controller_killed_during_commit_is_rolled_back_by_the_next_push_which_says_so(fleet):
     old = same_version_everywhere(fleet)
     old_commit = branch(fleet.primary.home)
@@ -572,7 +580,7 @@ def deploy_fleet_pid(fleet, commit):
     return None
 
 
-@HALF_A
+@HALF_B
 def test_a_controller_that_hangs_holds_the_pusher_no_longer_than_the_fleets_own_limits(fleet):
     """The primary's ssh to its controller has a limit of its own, what the
     fleet's bounds add up to (fleet.deploy_limit): a controller that hangs
@@ -618,7 +626,7 @@ def test_a_controller_that_hangs_holds_the_pusher_no_longer_than_the_fleets_own_
 
 
 # -- a slow host -------------------------------------------------------------------------------
-@HALF_A
+@HALF_B
 def test_a_setup_longer_than_the_step_limit_is_a_slow_host_not_a_dead_one(fleet):
     same_version_everywhere(fleet)
     old_text = fleet.primary.served()
@@ -646,7 +654,7 @@ def test_a_setup_longer_than_the_step_limit_is_a_slow_host_not_a_dead_one(fleet)
     assert journal(fleet) is None
 
 
-@HALF_B
+@HALF_A
 def test_a_deploy_left_in_the_journal_whose_push_was_accepted_is_finished_by_the_next_push(fleet):
     """The journal a deploy leaves when it ended without knowing what every
     host serves (its status could not be read) while its push was accepted
