@@ -32,10 +32,11 @@ from dataclasses import dataclass
 from . import DeployError, fleet_journal
 from .checkout import git
 from .layout import FLEET_INVENTORY_SUFFIX, App
-from .lock import LOCK_HANDOVER_TIMEOUT, DeployLock
+from .lock import DeployLock
 from .paths import share
 from .report import WARN
 from .settings import load
+from .stages import LockTerms
 
 # the hook's GIT_ variables that name directories, relative to the repository
 GIT_PATH_VARIABLES = ("GIT_DIR", "GIT_OBJECT_DIRECTORY", "GIT_QUARANTINE_PATH")
@@ -324,18 +325,17 @@ def recover(settings, app, git_dir, environ, report):
     return "rolled back"
 
 
-def fleet_deploy(settings, app, git_dir, commit, environ, report, precondition=None, hold_lock_until=None,
-                 deploy_ref=None):
+def fleet_deploy(settings, app, git_dir, commit, environ, report, deploy_ref=None, terms=LockTerms()):
     """Deploy commit to every host of app's fleet, or to none: the primary's
-    pre-receive hook runs this instead of a local deploy. Raises (the push is
-    refused) unless every host committed."""
+    pre-receive hook runs this instead of a local deploy, the fleet lock held
+    on terms (a stages.LockTerms). Raises (the push is refused) unless every
+    host committed."""
     name = f"{app.name}-{commit[:12]}"
     report.stage(f"Fleet deploy of {name} to the hosts of {app.fleet_inventory}")
     holder = f"{name} (fleet push)"
     with DeployLock(app.fleet_lock_file, settings.lock_timeout, holder, report.say,
                     waiting="waiting for another fleet deploy to finish") as lock, hangup_ignored():
-        if precondition:
-            precondition()
+        terms.check()
         recover(settings, app, git_dir, environ, report)
         failures = []
 
@@ -370,8 +370,7 @@ def fleet_deploy(settings, app, git_dir, commit, environ, report, precondition=N
             raise DeployError(f"fleet deploy of {name} refused: {reason}")
         if status is not None and status.live != name:
             raise DeployError(f"fleet deploy of {name}: the playbook succeeded but {status.verdict()}")
-        if hold_lock_until:
-            lock.keep_until(hold_lock_until, LOCK_HANDOVER_TIMEOUT)
+        terms.hand_over(lock)
     report.stage(f"{name} is live on every host of the fleet")
 
 

@@ -28,7 +28,7 @@ from .candidates import find_prepared, read_record
 from .checkout import git
 from .inventory import History
 from .layout import REV_LENGTH, App
-from .pipeline import Deploy
+from .pipeline import Deploy, Request
 from .report import Reporter
 from .settings import load
 from .stages import PushedCommit, StageFailed
@@ -91,7 +91,7 @@ def prepare(app_name, rev, environ=None, out=None, until=None):
     app = App(settings, app_name)
     commit_id = resolve_commit(app, check_rev(rev))
     version = app.version(commit_id)
-    deploy = Deploy(settings, version, FLEET, PushedCommit(app.repo, commit_id), environ, Reporter())
+    deploy = Deploy(Request.asked(settings, version, FLEET, PushedCommit(app.repo, commit_id), environ), Reporter())
     outcome = deploy.prepare()
     if outcome.changed:
         expiry.keep(settings, version, environ)   # removed by this host if never committed
@@ -108,7 +108,7 @@ def commit(app_name, rev, environ=None, out=None, until=None):
     version = phase_version(app, rev)
     record = read_record(version)   # None: not prepared, which deploy.commit() refuses (or it is live)
     source = PushedCommit(app.repo, record.commit) if record else None
-    deploy = Deploy(settings, version, record.via if record else FLEET, source, environ, Reporter())
+    deploy = Deploy(Request.asked(settings, version, record.via if record else FLEET, source, environ), Reporter())
     outcome = deploy.commit()
     previous = outcome.previous if outcome.changed else None
     result(out or sys.stdout, version=version.name, switched=outcome.changed, previous=name_of(previous),
@@ -124,7 +124,7 @@ def abort(app_name, rev, environ=None, out=None, until=None):
         result(out or sys.stdout, version=rev, removed=True, live=name_of(app.live_version()))
         return
     version = phase_version(app, rev)
-    removed = Deploy(settings, version, "abort", None, environ, Reporter()).abort()
+    removed = Deploy(Request.asked(settings, version, "abort", environ=environ), Reporter()).abort()
     result(out or sys.stdout, version=version.name, removed=removed, live=name_of(app.live_version()))
 
 
@@ -141,14 +141,14 @@ def undo(app_name, rev, environ=None, out=None, until=None):
     if len(rev) < REV_LENGTH:
         raise DeployError(f"{rev!r} is too short to undo: give at least {REV_LENGTH} hex digits")
     version = app.version(rev)
-    removed = Deploy(settings, version, "abort", None, environ, Reporter()).abort()
+    removed = Deploy(Request.asked(settings, version, "abort", environ=environ), Reporter()).abort()
     live = app.live_version()
     back = None
     if live is not None and live.rev == version.rev:
         back = History(app).previous_version(live)
         if back is None or not os.path.isdir(back.workdir):
             raise DeployError(f"{live.run_name} is live and nothing live before it is on disk to go back to")
-        Deploy(settings, back, "rollback", None, environ, Reporter(), run_setup=False).run()
+        Deploy(Request.asked(settings, back, "rollback", environ=environ, run_setup=False), Reporter()).run()
     result(out or sys.stdout, version=version.name, removed=removed, rolled_back_to=name_of(back),
            live=name_of(app.live_version()))
 
