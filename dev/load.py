@@ -14,10 +14,13 @@ class LoadLoop:
     """`clients` threads GET url until stopped, or until max_seconds or
     max_requests (each bounded, so the loop always ends by itself). Each
     response body is a version name; `order` lists them oldest first, and a
-    client that went back to an older version counts as a regression."""
+    client that went back to an older version counts as a regression.
+    pace: at most one request per client every pace seconds (None: as fast
+    as the server answers, which takes a core that a world of several hosts,
+    building and deploying at the same time, needs more)."""
 
-    def __init__(self, url, order, clients=4, max_seconds=120, max_requests=50000):
-        self.url, self.order = url, order
+    def __init__(self, url, order, clients=4, max_seconds=120, max_requests=50000, pace=None):
+        self.url, self.order, self.pace = url, order, pace
         self.clients, self.max_seconds, self.max_requests = clients, max_seconds, max_requests
         self.statuses = collections.Counter()
         self.errors = collections.Counter()
@@ -39,6 +42,8 @@ class LoadLoop:
             with self.lock:
                 if self.total >= self.max_requests:
                     return
+            if self.pace:
+                self.stopping.wait(self.pace)
             try:
                 response = session.get(self.url, timeout=30)
             except requests.RequestException as error:

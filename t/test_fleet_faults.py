@@ -112,20 +112,23 @@ def when_journal(fleet, test, what, timeout=PUSH_BOUND):
     wait_until(shown, timeout, what)
 
 
+def processes_of(uid):
+    """(pid, argv) of every process uid runs, from /proc."""
+    for entry in os.listdir("/proc"):
+        try:
+            if not entry.isdigit() or os.stat(f"/proc/{entry}").st_uid != uid:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as stream:
+                yield int(entry), stream.read().split(b"\0")
+        except OSError:
+            continue
+
+
 def running(host, phase):
     """host runs `deploy-version --PHASE` (as its deploy account): the
     command reached it."""
-    for entry in os.listdir("/proc"):
-        try:
-            if not entry.isdigit() or os.stat(f"/proc/{entry}").st_uid != host.account.pw_uid:
-                continue
-            with open(f"/proc/{entry}/cmdline", "rb") as stream:
-                argv = stream.read().split(b"\0")
-        except OSError:
-            continue
-        if any(arg.endswith(b"deploy-version") for arg in argv[:2]) and f"--{phase}".encode() in argv:
-            return True
-    return False
+    return any(any(arg.endswith(b"deploy-version") for arg in argv[:2]) and f"--{phase}".encode() in argv
+               for _pid, argv in processes_of(host.account.pw_uid))
 
 
 def fleet_status(fleet):
@@ -368,17 +371,8 @@ def pause_push(host, gate):
 
 def receiving(host):
     """host runs git-receive-pack or its hook (as its deploy account)."""
-    for entry in os.listdir("/proc"):
-        try:
-            if not entry.isdigit() or os.stat(f"/proc/{entry}").st_uid != host.account.pw_uid:
-                continue
-            with open(f"/proc/{entry}/cmdline", "rb") as stream:
-                argv = stream.read().split(b"\0")
-        except OSError:
-            continue
-        if any(b"receive-pack" in arg or arg.endswith(b"pre-receive") for arg in argv[:3]):
-            return True
-    return False
+    return any(any(b"receive-pack" in arg or arg.endswith(b"pre-receive") for arg in argv[:3])
+               for _pid, argv in processes_of(host.account.pw_uid))
 
 
 @HALF_B
@@ -566,18 +560,8 @@ SHORT_BOUNDS = {"DEPLOY_LOCK_TIMEOUT": "1", "DEPLOY_FLEET_TIMEOUT": "1", "DEPLOY
 
 def deploy_fleet_pid(fleet, commit):
     """The controller's deploy-fleet of commit, once it runs."""
-    uid = pwd.getpwnam(fleet.controller_user).pw_uid
-    for entry in os.listdir("/proc"):
-        try:
-            if not entry.isdigit() or os.stat(f"/proc/{entry}").st_uid != uid:
-                continue
-            with open(f"/proc/{entry}/cmdline", "rb") as stream:
-                argv = stream.read().split(b"\0")
-        except OSError:
-            continue
-        if any(arg.endswith(b"deploy-fleet") for arg in argv[:2]) and commit.encode() in argv:
-            return int(entry)
-    return None
+    return next((pid for pid, argv in processes_of(pwd.getpwnam(fleet.controller_user).pw_uid)
+                 if any(arg.endswith(b"deploy-fleet") for arg in argv[:2]) and commit.encode() in argv), None)
 
 
 @HALF_B

@@ -29,8 +29,9 @@ import time
 from . import DeployError
 from .checkout import git
 from .layout import FLEET_REF, App
-from .lock import LOCK_HANDOVER_TIMEOUT, DeployLock
+from .lock import DeployLock
 from .settings import load
+from .stages import LockTerms
 
 HOST = "uwsgi-deploy-controller"      # the Host entry of the ssh config install.yml writes
 CONFIG = os.path.join(".ssh", HOST + ".config")
@@ -87,17 +88,15 @@ def relay(argv, environ, report, cwd, limit=None):
             timer.cancel()
 
 
-def request_deploy(settings, app, git_dir, commit, environ, report, deploy_ref=None, precondition=None,
-                   hold_lock_until=None):
+def request_deploy(settings, app, git_dir, commit, environ, report, deploy_ref=None, terms=LockTerms()):
     """On the primary, in the pre-receive hook: the fleet deploy of commit,
-    pushed to deploy_ref, run by the controller. Raises (the push is
-    refused) unless it succeeded."""
+    pushed to deploy_ref, run by the controller, the fleet lock held on terms
+    (a stages.LockTerms). Raises (the push is refused) unless it succeeded."""
     from .fleet import PLAYBOOK_MARGIN, deploy_limit, hangup_ignored, inventory_hosts, playbook_environ, timeouts
     name = f"{app.name}-{commit[:12]}"
     with DeployLock(app.fleet_lock_file, settings.lock_timeout, f"{name} (fleet push)", report.say,
                     waiting="waiting for another fleet deploy to finish") as lock, hangup_ignored():
-        if precondition:
-            precondition()
+        terms.check()
         repo = os.path.abspath(git_dir)
         env = playbook_environ(environ, repo)     # the pushed objects: reachable through the hook's GIT_ paths
         # the branch as this primary accepted it last: the controller's journal of a deploy cut short
@@ -137,8 +136,7 @@ def request_deploy(settings, app, git_dir, commit, environ, report, deploy_ref=N
                               "the next push reads")
         if code != 0:
             raise DeployError(reason or f"fleet deploy of {name}: the fleet controller exited with status {code}")
-        if hold_lock_until:
-            lock.keep_until(hold_lock_until, LOCK_HANDOVER_TIMEOUT)
+        terms.hand_over(lock)
 
 
 def relay_status(settings, app_name, as_json):

@@ -45,7 +45,7 @@ def same_record(version, since):
 def expire(app_name, rev, since, environ=None):
     """The keeper: wait out the time limit, then abort the candidate if its
     record is still the one it was started for. True if it aborted."""
-    from .pipeline import Deploy   # the keeper imports the pipeline only to use it
+    from .pipeline import Deploy, Request   # the keeper imports the pipeline only to use it
     from .report import Reporter
     environ = os.environ if environ is None else environ
     settings = load(environ)
@@ -64,7 +64,7 @@ def expire(app_name, rev, since, environ=None):
                   f"{time.time() - since:.0f} s ago and never committed (DEPLOY_PREPARED_MAX_AGE="
                   f"{settings.prepared_max_age:g}): removing it\n")
         log.flush()
-        return Deploy(settings, version, "expired", None, environ, Reporter(stream=log)).abort()
+        return Deploy(Request.asked(settings, version, "expired", environ=environ), Reporter(stream=log)).abort()
 
 
 if __name__ == "__main__":

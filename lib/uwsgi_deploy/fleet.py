@@ -32,10 +32,11 @@ from dataclasses import dataclass
 from . import DeployError, fleet_journal
 from .checkout import git
 from .layout import FLEET_INVENTORY_SUFFIX, App
-from .lock import LOCK_HANDOVER_TIMEOUT, DeployLock
+from .lock import DeployLock
 from .paths import share
 from .report import WARN
 from .settings import load
+from .stages import LockTerms
 
 # the hook's GIT_ variables that name directories, relative to the repository
 GIT_PATH_VARIABLES = ("GIT_DIR", "GIT_OBJECT_DIRECTORY", "GIT_QUARANTINE_PATH")
@@ -374,13 +375,14 @@ def recover(settings, app, git_dir, environ, report):
     return "rolled back"
 
 
-def fleet_deploy(settings, app, git_dir, commit, environ, report, precondition=None, hold_lock_until=None,
-                 deploy_ref=None, start_by=None):
+def fleet_deploy(settings, app, git_dir, commit, environ, report, deploy_ref=None, terms=LockTerms(),
+                 start_by=None):
     """Deploy commit to every host of app's fleet, or to none: the primary's
-    pre-receive hook runs this instead of a local deploy. Raises (the push is
-    refused) unless every host committed. start_by: the time (epoch
-    seconds) after which the primary no longer waits for it to start (its
-    controller's limit, controller.request_deploy): past it, nothing is done."""
+    pre-receive hook runs this instead of a local deploy, the fleet lock held
+    on terms (a stages.LockTerms). Raises (the push is refused) unless every
+    host committed. start_by: the time (epoch seconds) after which the
+    primary no longer waits for it to start (its controller's limit,
+    controller.request_deploy): past it, nothing is done."""
     name = f"{app.name}-{commit[:12]}"
     report.stage(f"Fleet deploy of {name} to the hosts of {app.fleet_inventory}")
     holder = f"{name} (fleet push)"
@@ -391,8 +393,7 @@ def fleet_deploy(settings, app, git_dir, commit, environ, report, precondition=N
         if start_by is not None and time.time() > start_by:
             raise DeployError(f"fleet deploy of {name}: the primary stopped waiting for it to start at "
                               f"{time.strftime('%H:%M:%S', time.localtime(start_by))}; nothing done")
-        if precondition:
-            precondition()
+        terms.check()
         recover(settings, app, git_dir, environ, report)
         failures = []
 
@@ -427,8 +428,7 @@ def fleet_deploy(settings, app, git_dir, commit, environ, report, precondition=N
             raise DeployError(f"fleet deploy of {name} refused: {reason}")
         if status is not None and status.live != name:
             raise DeployError(f"fleet deploy of {name}: the playbook succeeded but {status.verdict()}")
-        if hold_lock_until:
-            lock.keep_until(hold_lock_until, LOCK_HANDOVER_TIMEOUT)
+        terms.hand_over(lock)
     report.stage(f"{name} is live on every host of the fleet")
 
 

@@ -11,7 +11,7 @@ from .layout import FLEET_REF, app_from_repo_dir
 from .pipeline import Deploy
 from .report import Reporter
 from .settings import load
-from .stages import PushedCommit
+from .stages import LockTerms, PushedCommit, Request
 
 
 def parse_updates(lines):
@@ -101,18 +101,15 @@ def pre_receive(lines, environ, on_stage=None):
             report.stage(f"nothing to deploy: {branch_names(deploy_refs)} was not pushed")
         return
     deploy_ref, old, commit = update
+    # the branch must still be where this push found it, and the lock is held until git moved it
+    terms = LockTerms(precondition=ref_unchanged(git_dir, deploy_ref, old),
+                      hold_lock_until=lambda: ref_value(git_dir, deploy_ref) != old)
     if app.has_fleet and controller.configured(settings):    # the fleet key is the controller's
-        controller.request_deploy(settings, app, git_dir, commit, environ, report, deploy_ref=deploy_ref,
-                                  precondition=ref_unchanged(git_dir, deploy_ref, old),
-                                  hold_lock_until=lambda: ref_value(git_dir, deploy_ref) != old)
+        controller.request_deploy(settings, app, git_dir, commit, environ, report, deploy_ref, terms)
         return
     if app.has_fleet:
         from .fleet import fleet_deploy   # only a fleet's primary pays for its import
-        fleet_deploy(settings, app, git_dir, commit, environ, report,
-                     precondition=ref_unchanged(git_dir, deploy_ref, old),
-                     hold_lock_until=lambda: ref_value(git_dir, deploy_ref) != old, deploy_ref=deploy_ref)
+        fleet_deploy(settings, app, git_dir, commit, environ, report, deploy_ref, terms)
         return
-    Deploy(settings, app.version(commit), "push", PushedCommit(git_dir, commit), environ, report,
-           precondition=ref_unchanged(git_dir, deploy_ref, old),
-           hold_lock_until=lambda: ref_value(git_dir, deploy_ref) != old, on_stage=on_stage,
-           canary=canary_seconds(settings, push_options(environ))).run()
+    request = Request.asked(settings, app.version(commit), "push", PushedCommit(git_dir, commit), environ)
+    Deploy(request, report, terms, on_stage, canary_seconds(settings, push_options(environ))).run()

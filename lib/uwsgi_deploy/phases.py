@@ -28,7 +28,7 @@ from .candidates import find_prepared, read_record
 from .checkout import git
 from .inventory import History
 from .layout import REV_LENGTH, App
-from .pipeline import Deploy
+from .pipeline import Deploy, Request
 from .report import Reporter
 from .settings import load
 from .stages import PushedCommit, StageFailed
@@ -69,6 +69,15 @@ def check_deadline(phase, until):
                           f"its controller gave up on this host, so the {phase} does not run")
 
 
+def begin(phase, app_name, environ, until):
+    """Every phase's start: its deadline checked, then (environ, settings,
+    the App) by environ (None: this process's)."""
+    check_deadline(phase, until)
+    environ = os.environ if environ is None else environ
+    settings = load(environ)
+    return environ, settings, App(settings, app_name)
+
+
 def phase_version(app, rev):
     """The version REV names for a commit or an abort: a prepared one, else
     the live one, else (with a whole rev) the one it names."""
@@ -85,13 +94,10 @@ def phase_version(app, rev):
 
 
 def prepare(app_name, rev, environ=None, out=None, until=None):
-    check_deadline("prepare", until)
-    environ = os.environ if environ is None else environ
-    settings = load(environ)
-    app = App(settings, app_name)
+    environ, settings, app = begin("prepare", app_name, environ, until)
     commit_id = resolve_commit(app, check_rev(rev))
     version = app.version(commit_id)
-    deploy = Deploy(settings, version, FLEET, PushedCommit(app.repo, commit_id), environ, Reporter())
+    deploy = Deploy(Request.asked(settings, version, FLEET, PushedCommit(app.repo, commit_id), environ), Reporter())
     outcome = deploy.prepare()
     if outcome.changed:
         expiry.keep(settings, version, environ)   # removed by this host if never committed
@@ -101,14 +107,11 @@ def prepare(app_name, rev, environ=None, out=None, until=None):
 
 
 def commit(app_name, rev, environ=None, out=None, until=None):
-    check_deadline("commit", until)
-    environ = os.environ if environ is None else environ
-    settings = load(environ)
-    app = App(settings, app_name)
+    environ, settings, app = begin("commit", app_name, environ, until)
     version = phase_version(app, rev)
     record = read_record(version)   # None: not prepared, which deploy.commit() refuses (or it is live)
     source = PushedCommit(app.repo, record.commit) if record else None
-    deploy = Deploy(settings, version, record.via if record else FLEET, source, environ, Reporter())
+    deploy = Deploy(Request.asked(settings, version, record.via if record else FLEET, source, environ), Reporter())
     outcome = deploy.commit()
     previous = outcome.previous if outcome.changed else None
     result(out or sys.stdout, version=version.name, switched=outcome.changed, previous=name_of(previous),
@@ -116,15 +119,12 @@ def commit(app_name, rev, environ=None, out=None, until=None):
 
 
 def abort(app_name, rev, environ=None, out=None, until=None):
-    check_deadline("abort", until)
-    environ = os.environ if environ is None else environ
-    settings = load(environ)
-    app = App(settings, app_name)
+    environ, settings, app = begin("abort", app_name, environ, until)
     if request_abort(app, check_rev(rev), Reporter().stage):   # a canary runs: its deploy ends it
         result(out or sys.stdout, version=rev, removed=True, live=name_of(app.live_version()))
         return
     version = phase_version(app, rev)
-    removed = Deploy(settings, version, "abort", None, environ, Reporter()).abort()
+    removed = Deploy(Request.asked(settings, version, "abort", environ=environ), Reporter()).abort()
     result(out or sys.stdout, version=version.name, removed=removed, live=name_of(app.live_version()))
 
 
@@ -133,22 +133,19 @@ def undo(app_name, rev, environ=None, out=None, until=None):
     goes. First its candidate, under the app's lock (a commit of it still
     running here finishes first, so rev's state is settled); then, if rev is
     live, the version deploy.log says was live before it, with no setup."""
-    check_deadline("undo", until)
-    environ = os.environ if environ is None else environ
-    settings = load(environ)
-    app = App(settings, app_name)
+    environ, settings, app = begin("undo", app_name, environ, until)
     rev = check_rev(rev)
     if len(rev) < REV_LENGTH:
         raise DeployError(f"{rev!r} is too short to undo: give at least {REV_LENGTH} hex digits")
     version = app.version(rev)
-    removed = Deploy(settings, version, "abort", None, environ, Reporter()).abort()
+    removed = Deploy(Request.asked(settings, version, "abort", environ=environ), Reporter()).abort()
     live = app.live_version()
     back = None
     if live is not None and live.rev == version.rev:
         back = History(app).previous_version(live)
         if back is None or not os.path.isdir(back.workdir):
             raise DeployError(f"{live.run_name} is live and nothing live before it is on disk to go back to")
-        Deploy(settings, back, "rollback", None, environ, Reporter(), run_setup=False).run()
+        Deploy(Request.asked(settings, back, "rollback", environ=environ, run_setup=False), Reporter()).run()
     result(out or sys.stdout, version=version.name, removed=removed, rolled_back_to=name_of(back),
            live=name_of(app.live_version()))
 

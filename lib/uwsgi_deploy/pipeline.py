@@ -27,17 +27,16 @@ from . import DeployError, error_line
 from . import canary as canaries
 from .candidate import Candidate
 from .candidates import write_record
-from .checkout import clean_environ
 from .gate import key_of
 from .inventory import History
 from .links import remove_if_exists
-from .lock import LOCK_HANDOVER_TIMEOUT, DeployLock
+from .lock import DeployLock
 from .recovery import sweep_app
 from .report import Reporter
-from .stages import ABANDONING, PushedCommit, Request, StageFailed, Stages, Target
+from .stages import ABANDONING, LockTerms, PushedCommit, Request, StageFailed, Stages, Target
 from .switch import Switch
 
-__all__ = ["Deploy", "Outcome", "PushedCommit", "StageFailed"]
+__all__ = ["Deploy", "LockTerms", "Outcome", "PushedCommit", "Request", "StageFailed"]
 
 INTERRUPTS = (signal.SIGHUP, signal.SIGPIPE, signal.SIGINT, signal.SIGTERM)
 
@@ -52,32 +51,25 @@ class Outcome:
 
 
 class Deploy:
-    """Deploy `version` of an app, from source (a PushedCommit), or None for
-    a version already on disk. With restart, the version live when the lock
-    is taken starts again as its next run (a configuration change), without
-    setup. on_stage(point), when given, is called as each stage begins (with
-    its name) and at a few points within one ("store-write" within each
-    write of new content to the store, "venv-install", "venv-rename" in the
-    environment's build, "log" before deploy.log is written): fault
-    tests pause, kill or fail a deploy there; whatever it raises fails the
-    stage like any error.
+    """Deploy what request (a stages.Request) asks: its version from its
+    source (a PushedCommit), or a version already on disk (no source). With
+    restart, the version live when the lock is taken starts again as its
+    next run (a configuration change), without setup. terms (a LockTerms):
+    what the caller asks of the lock (a push: its branch unchanged, and the
+    lock held until git updated it). on_stage(point), when given, is called
+    as each stage begins (with its name) and at a few points within one
+    ("store-write" within each write of new content to the store,
+    "venv-install", "venv-rename" in the environment's build, "log" before
+    deploy.log is written): fault tests pause, kill or fail a deploy there;
+    whatever it raises fails the stage like any error. canary: seconds of a
+    canary before the switch (canary.py)."""
 
-    precondition() is checked once the lock is held; on_refused() is called,
-    lock held, when the deploy is refused; after a success the lock outlives
-    the deploy until hold_lock_until() is true (git updating the branch)."""
-
-    def __init__(self, settings, version, via, source, environ=None, reporter=None, run_setup=True,
-                 precondition=None, hold_lock_until=None, restart=False, on_refused=None, on_stage=None,
-                 canary=0):
-        self.version = version   # as asked; a restart deploys its next run (Target.version)
-        self.request = Request(settings, version.app, via, source,
-                               clean_environ(os.environ if environ is None else environ),
-                               run_setup and not restart, restart)
-        key_of(self.request.environ)   # a DEPLOY_KEY deploy.log could not record refuses it now, not after the switch
-        self.precondition, self.on_refused, self.hold_lock_until = precondition, on_refused, hold_lock_until
+    def __init__(self, request, reporter=None, terms=LockTerms(), on_stage=None, canary=0):
+        self.request, self.terms, self.canary_seconds = request, terms, canary
+        self.version = request.version   # as asked; a restart deploys its next run (Target.version)
+        key_of(request.environ)   # a DEPLOY_KEY deploy.log could not record refuses it now, not after the switch
         self.stages = Stages(reporter or Reporter(), on_stage)
         self.report, self.progress = self.stages.report, self.stages.progress
-        self.canary_seconds = canary   # a canary this long before the switch (canary.py)
 
     # -- the whole run, and its two phases -------------------------------------
     def run(self):
@@ -89,7 +81,7 @@ class Deploy:
                     return Outcome(False, target.previous)
                 self.prepare_candidate(target)
                 switch = self.commit_candidate(target)
-                if self.hold_lock_until:
+                if self.terms.hold_lock_until:
                     self.hand_over(lock)
             self.report.stage(switch.summary())
             return Outcome(True, target.previous)
@@ -149,8 +141,7 @@ class Deploy:
     def begin(self):
         """With the lock held: the precondition, then the Target: the version
         live now (the one to come back to) and, for a restart, its next run."""
-        if self.precondition:
-            self.precondition()
+        self.terms.check()
         previous = self.request.app.live_version()
         if not self.request.restart:
             return Target(self.version, previous, previous)
@@ -221,7 +212,7 @@ class Deploy:
         """The lock outlives the hook until git updated the branch. The new
         version is live: should that fail, it is a warning, not a refusal."""
         try:
-            lock.keep_until(self.hold_lock_until, LOCK_HANDOVER_TIMEOUT)
+            self.terms.hand_over(lock)
         except Exception as error:
             self.report.warn(f"the lock is released now, not after git updates the branch ({error_line(error)})")
 
@@ -237,8 +228,7 @@ class Deploy:
         previous = target.previous
         still = f"{previous.run_name} is still live" if previous else "no version was live"
         self.report.warn(f"{target.version.run_name} not deployed; {still}")
-        if self.on_refused:
-            self.on_refused()
+        self.terms.refused()
 
     # -- signals and one-line failures ---------------------------------------
     @contextlib.contextmanager

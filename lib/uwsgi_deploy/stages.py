@@ -3,10 +3,13 @@ request, fixed before the lock is taken; the target, fixed once it is held;
 the stages' runner, which reports, times and names each stage; and Progress,
 the whole of the state the deploy's signal handler reads."""
 import contextlib
+import os
 import time
 from dataclasses import dataclass
 
 from . import DeployError, FailedWithOutput, error_line
+from .checkout import clean_environ
+from .lock import LOCK_HANDOVER_TIMEOUT
 from .report import Reporter
 
 
@@ -39,18 +42,56 @@ class PushedCommit:
 @dataclass(frozen=True)
 class Request:
     """What one deploy was asked to do; fixed for its whole run.
-    via: what deploy.log says deployed it (push, deploy-version, rollback,
-    config, fleet); source: a PushedCommit, or None for a version on disk;
-    environ: the pusher's environment, cleaned (checkout.clean_environ);
-    with_setup: False with --no-setup and for a restart; restart: the live
-    version starts again as its next run (a configuration change)."""
+    version: the version asked for (a restart deploys the live version's
+    next run instead: Target.version); via: what deploy.log says deployed
+    it (push, deploy-version, rollback, config, fleet); source: a
+    PushedCommit, or None for a version on disk; environ: the pusher's
+    environment, cleaned (checkout.clean_environ); with_setup: False with
+    --no-setup and for a restart; restart: the live version starts again as
+    its next run (a configuration change). Made with asked()."""
     settings: object
-    app: object
+    version: object
     via: str
     source: object
     environ: dict
     with_setup: bool
     restart: bool
+
+    @classmethod
+    def asked(cls, settings, version, via, source=None, environ=None, run_setup=True, restart=False):
+        environ = os.environ if environ is None else environ
+        return cls(settings, version, via, source, clean_environ(environ), run_setup and not restart, restart)
+
+    @property
+    def app(self):
+        return self.version.app
+
+
+@dataclass(frozen=True)
+class LockTerms:
+    """What the caller asks of a deploy's lock (a push: its branch).
+    precondition() is checked once the lock is held (raise to refuse);
+    on_refused() is called, lock held, when the deploy is refused; after a
+    success the lock outlives the deploy until hold_lock_until() is true
+    (git updating the branch)."""
+    precondition: object = None
+    on_refused: object = None
+    hold_lock_until: object = None
+
+    def check(self):
+        """With the lock just taken: the precondition, if any."""
+        if self.precondition:
+            self.precondition()
+
+    def refused(self):
+        if self.on_refused:
+            self.on_refused()
+
+    def hand_over(self, lock):
+        """After a success: the lock (a lock.DeployLock) is released once
+        hold_lock_until() is true (at most LOCK_HANDOVER_TIMEOUT)."""
+        if self.hold_lock_until:
+            lock.keep_until(self.hold_lock_until, LOCK_HANDOVER_TIMEOUT)
 
 
 @dataclass(frozen=True)

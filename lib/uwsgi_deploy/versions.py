@@ -6,7 +6,7 @@ import os
 from . import DeployError
 from .inventory import History, version_by_prefix
 from .layout import App, version_from_dir
-from .pipeline import Deploy
+from .pipeline import Deploy, LockTerms, Request
 from .settings import load
 
 
@@ -39,7 +39,7 @@ def deploy_version(target, prefix=None, previous=False, run_setup=True, environ=
         version, via = version_by_prefix(App(settings, target), prefix), "deploy-version"
     else:
         version, via = version_from_directory(settings, target), "deploy-version"
-    Deploy(settings, version, via, None, environ, run_setup=run_setup).run()
+    Deploy(Request.asked(settings, version, via, environ=environ, run_setup=run_setup)).run()
 
 
 def restart_live(settings, app, environ=None, reporter=None, precondition=None, on_refused=None):
@@ -50,5 +50,5 @@ def restart_live(settings, app, environ=None, reporter=None, precondition=None, 
     live = app.live_version()
     if live is None:
         raise DeployError(f"nothing of {app.name} is live")
-    Deploy(settings, live, "config", None, environ, reporter, restart=True,
-           precondition=precondition, on_refused=on_refused).run()
+    Deploy(Request.asked(settings, live, "config", environ=environ, restart=True), reporter,
+           LockTerms(precondition=precondition, on_refused=on_refused)).run()
