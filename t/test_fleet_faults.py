@@ -63,9 +63,9 @@ pytestmark = [pytest.mark.fleet, pytest.mark.ssh, pytest.mark.emperor, pytest.ma
 # world (conftest's fleet_world: one a worker; test_fleet.py's group builds
 # another), so the two run side by side; split so that both take about as
 # long, by the durations measured (docs/fleet-faults.md): A, the lying hosts
-# (200 s), the prepare cut (133 s), the controller killed (72 s), the journal
-# of an accepted push (16 s); B, the push cut (128 s), the commit cut (110 s),
-# the slow setup (114 s), the hung controller (82 s); a world (~115 s) each.
+# (187 s), the prepare cut (121 s), the controller killed (66 s), the journal
+# of an accepted push (16 s); B, the push cut (123 s), the commit cut (114 s),
+# the slow setup (106 s), the hung controller (81 s); a world (~95 s) each.
 HALF_A = pytest.mark.xdist_group("fleet")
 HALF_B = pytest.mark.xdist_group("fleet-b")
 
