@@ -259,8 +259,8 @@ def fleet_world():
     process for the fleet test files it runs (building it takes a minute or
     more): each file's own `fleet` fixture sets what it needs and puts it
     back. Under `make test` the fleet tests are xdist groups of their own
-    (test_fleet.py's "fleet-deploys", test_fleet_faults.py's "fleet" and
-    "fleet-b"), each on its own worker with its own world, so they run side
+    (test_fleet.py's "fleet-deploys", test_fleet_faults.py's "fleet",
+    "fleet-b" and "fleet-c"), each on its own worker with its own world, so they run side
     by side; slowest_first sends every group of the `fleet` kind out first."""
     from fleet_world import FleetWorld
     world = FleetWorld().build()

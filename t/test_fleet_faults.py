@@ -36,7 +36,7 @@ commit right after a request loop stopped has its watch extended (up to
 DEPLOY_WATCH_MAX) by the traffic it expects, and a 25 s limit alone timed
 out such healthy commits on every host.
 
-The tests are two xdist groups (HALF_A, HALF_B): under `make test` each
+The tests are three xdist groups (THIRD_A, B, C): under `make test` each
 runs on its own worker with its own world (conftest's fleet_world, one a
 worker), side by side; each test starts from every host on one version."""
 import fcntl
@@ -59,15 +59,18 @@ from fleet_world import (APP, FleetLoad, assert_no_candidate_anywhere, pusher_li
 from sandbox_server import wait_until
 
 pytestmark = [pytest.mark.fleet, pytest.mark.ssh, pytest.mark.emperor, pytest.mark.load]
-# Two halves, each an xdist group: each on its own worker, with its own fleet
-# world (conftest's fleet_world: one a worker; test_fleet.py's group builds
-# another), so the two run side by side; split so that both take about as
-# long, by the durations measured (docs/fleet-faults.md): A, the lying hosts
-# (187 s), the prepare cut (121 s), the controller killed (66 s), the journal
-# of an accepted push (16 s); B, the push cut (123 s), the commit cut (114 s),
-# the slow setup (106 s), the hung controller (81 s); a world (~95 s) each.
-HALF_A = pytest.mark.xdist_group("fleet")
-HALF_B = pytest.mark.xdist_group("fleet-b")
+# Three thirds, each an xdist group: each on its own worker, with its own
+# fleet world (conftest's fleet_world: one a worker; test_fleet.py's group
+# builds another), so they run side by side; split so that each takes about
+# as long, by the durations measured (docs/fleet-faults.md): A, the lying
+# hosts (187 s) and the hung controller (81 s); B, the push cut (123 s), the
+# prepare cut (121 s) and the journal of an accepted push (16 s); C, the
+# commit cut (114 s), the slow setup (106 s) and the controller killed
+# (66 s); a world (~95 s) each. Two halves made the longest chain of make
+# test (a world and ~430 s of tests on one worker).
+THIRD_A = pytest.mark.xdist_group("fleet")
+THIRD_B = pytest.mark.xdist_group("fleet-b")
+THIRD_C = pytest.mark.xdist_group("fleet-c")
 
 STEP_LIMIT = 25          # the primary's DEPLOY_FLEET_TIMEOUT here
 KEEP_ALIVE_BOUND = 20    # ssh's ServerAlive 5 s x 3 (share/fleet/ansible.cfg): a silent host is dead after this
@@ -259,7 +262,7 @@ def end_hung(pidfile, host):
     return pid
 
 
-@HALF_A
+@THIRD_A
 def test_hosts_answering_a_template_garbage_or_nothing_fail_and_every_host_rolls_back(fleet):
     """h1 commits then never answers, h2 answers garbage, h3 a template."""
     limit = switch_limit(fleet)      # what ends h1's commit: 25 + 30 + 30 + 3 + 30 + 30 = 148 s here
@@ -375,7 +378,7 @@ def receiving(host):
                for _pid, argv in processes_of(host.account.pw_uid))
 
 
-@HALF_B
+@THIRD_B
 def test_host_cut_off_during_the_push_to_it_refuses_with_no_host_changed_and_converges_when_back(fleet):
     """Cut off in the middle of the push to it, deterministically: h3's hook
     is held (the pack received, the ref not yet updated, the connection
@@ -417,7 +420,7 @@ def test_host_cut_off_during_the_push_to_it_refuses_with_no_host_changed_and_con
     assert f"-----> Rolled back: no host keeps anything of {APP}-{rev}" in lines
 
 
-@HALF_A
+@THIRD_B
 def test_host_cut_off_during_prepare_aborts_everywhere_in_bounded_time_and_converges_when_back(fleet):
     h3 = fleet.hosts[2]
 
@@ -449,7 +452,7 @@ def test_host_cut_off_during_prepare_aborts_everywhere_in_bounded_time_and_conve
     assert f"-----> Rolled back: no host keeps anything of {APP}-{rev}" in lines
 
 
-@HALF_B
+@THIRD_C
 def test_host_cut_off_during_commit_rolls_back_the_others_and_is_brought_back_by_the_next_push(fleet):
     h3 = fleet.hosts[2]
 
@@ -503,7 +506,7 @@ def controller_pids(fleet, record):
     return pids
 
 
-@HALF_A
+@THIRD_C
 def test_controller_killed_during_commit_is_rolled_back_by_the_next_push_which_says_so(fleet):
     old = same_version_everywhere(fleet)
     old_commit = branch(fleet.primary.home)
@@ -564,7 +567,7 @@ def deploy_fleet_pid(fleet, commit):
                  if any(arg.endswith(b"deploy-fleet") for arg in argv[:2]) and commit.encode() in argv), None)
 
 
-@HALF_B
+@THIRD_A
 def test_a_controller_that_hangs_holds_the_pusher_no_longer_than_the_fleets_own_limits(fleet):
     """The primary's ssh to its controller has a limit of its own, what the
     fleet's bounds add up to (fleet.deploy_limit): a controller that hangs
@@ -610,7 +613,7 @@ def test_a_controller_that_hangs_holds_the_pusher_no_longer_than_the_fleets_own_
 
 
 # -- a slow host -------------------------------------------------------------------------------
-@HALF_B
+@THIRD_C
 def test_a_setup_longer_than_the_step_limit_is_a_slow_host_not_a_dead_one(fleet):
     same_version_everywhere(fleet)
     old_text = fleet.primary.served()
@@ -638,7 +641,7 @@ def test_a_setup_longer_than_the_step_limit_is_a_slow_host_not_a_dead_one(fleet)
     assert journal(fleet) is None
 
 
-@HALF_A
+@THIRD_B
 def test_a_deploy_left_in_the_journal_whose_push_was_accepted_is_finished_by_the_next_push(fleet):
     """The journal a deploy leaves when it ended without knowing what every
     host serves (its status could not be read) while its push was accepted
