@@ -124,7 +124,7 @@ class Sandbox(base.Sandbox):
     def emperor_vassals(self):
         return sorted(v["id"] for v in (read_stats(self.settings.emperor_stats) or {}).get("vassals", []))
 
-    def wait_emperor_vassals(self, expected, timeout=15):
+    def wait_emperor_vassals(self, expected, timeout=60):
         base.wait_until(lambda: self.emperor_vassals() == sorted(expected), timeout,
                         f"Emperor vassals {expected} (have {self.emperor_vassals()})")
 
