@@ -41,10 +41,14 @@ $(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt
 
 # The pinned requirements as installed tools carry them (LIBDIR/site), compiled:
 # built beside and renamed, so installs running at once never see half of it.
+# Of site/bin only uv's binaries stay (deploy-venv runs uv): the scripts pip
+# writes there (dotenv, idna, normalizer) name this checkout's venv, which an
+# installed tool never has, and nothing runs them.
 site: $(VENV)/site
 $(VENV)/site: requirements.txt $(VENV)/.installed
 	new=$@.new.$$$$ && rm -rf $$new && \
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --target $$new -r requirements.txt && \
+	for file in $$new/bin/*; do if [ "$$(head -c 2 "$$file")" = "#!" ]; then rm -f "$$file"; fi; done && \
 	$(PYTHON) -m compileall -q $$new && \
 	rm -rf $@.old.$$$$ && if [ -d $@ ]; then mv $@ $@.old.$$$$; fi && \
 	{ mv -T $$new $@ 2>/dev/null || rm -rf $$new; } && rm -rf $@.old.$$$$ && touch $@

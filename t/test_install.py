@@ -42,6 +42,13 @@ def test_installed_tools_run_without_the_checkout_and_uninstall_is_exact(world):
         assert "/lib/uwsgi-deploy" in open(installed).read()
         result = subprocess.run([installed, "--help"], capture_output=True, text=True, env=bare)
         assert result.returncode == 0 and "usage:" in result.stdout, (tool, result.stderr)
+    # the vendored requirements' bin/ holds uv (deploy-venv runs it), and no
+    # script naming an interpreter the install does not have
+    site_bin = os.path.join(prefix, "lib", "uwsgi-deploy", "site", "bin")
+    assert "uv" in os.listdir(site_bin)
+    for name in os.listdir(site_bin):
+        with open(os.path.join(site_bin, name), "rb") as stream:
+            assert not stream.read(2) == b"#!", name
     result = subprocess.run([os.path.join(prefix, "bin", "probe-ping"), "--timeout", "0.2",
                              "http://127.0.0.1:9"], capture_output=True, text=True, env=bare)
     assert result.returncode == 1 and "refused" in result.stderr   # requests, vendored, works
