@@ -62,12 +62,12 @@ pytestmark = [pytest.mark.fleet, pytest.mark.ssh, pytest.mark.emperor, pytest.ma
 # Three thirds, each an xdist group: each on its own worker, with its own
 # fleet world (conftest's fleet_world: one a worker; test_fleet.py's group
 # builds another), so they run side by side; split so that each takes about
-# as long, by the durations measured (docs/fleet-faults.md): A, the lying
-# hosts (187 s) and the hung controller (81 s); B, the push cut (123 s), the
-# prepare cut (121 s) and the journal of an accepted push (16 s); C, the
-# commit cut (114 s), the slow setup (106 s) and the controller killed
-# (66 s); a world (~95 s) each. Two halves made the longest chain of make
-# test (a world and ~430 s of tests on one worker).
+# as long, by the durations measured in make test (a clean clone's run):
+# A, the lying hosts (225 s), the hung controller (84 s) and the controller
+# killed (101 s); B, the push cut (215 s), the prepare cut (122 s) and the
+# journal of an accepted push (27 s); C, the commit cut (219 s) and the
+# slow setup (109 s); a world (~265 s there, ~95 s alone) each. Two halves
+# made the longest chain of make test (a world and ~430 s of tests, alone).
 THIRD_A = pytest.mark.xdist_group("fleet")
 THIRD_B = pytest.mark.xdist_group("fleet-b")
 THIRD_C = pytest.mark.xdist_group("fleet-c")
@@ -506,7 +506,7 @@ def controller_pids(fleet, record):
     return pids
 
 
-@THIRD_C
+@THIRD_A
 def test_controller_killed_during_commit_is_rolled_back_by_the_next_push_which_says_so(fleet):
     old = same_version_everywhere(fleet)
     old_commit = branch(fleet.primary.home)
