@@ -24,10 +24,10 @@ RUN_WITH_LIB = PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHONPATH="$(CURDIR)/lib:$(C
 
 all: dev-venv
 
-# The checkout's own environment: the tools' pinned requirements, all that
-# `make install` needs (install.sh builds only this: a host carries no test
-# tools). `make dev-venv`, which the test, check and lint targets pull in,
-# adds what they use (requirements-dev.txt).
+# The checkout's own environment, for running its tools and tests in place:
+# the tools' pinned requirements; `make dev-venv`, which the test, check and
+# lint targets pull in, adds what they use (requirements-dev.txt). `make
+# install` does not need it (install.sh builds none: a host carries no venv).
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -41,13 +41,25 @@ $(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt
 
 # The pinned requirements as installed tools carry them (LIBDIR/site), compiled:
 # built beside and renamed, so installs running at once never see half of it.
+# An install needs only this, not the checkout's venv: pip runs from Debian's
+# own wheel of it (python3-venv brings it; pip runs from its wheel as ensurepip
+# runs it), or else from the venv. A venv costs a host twice what this does.
 # Of site/bin only uv's binaries stay (deploy-venv runs uv): the scripts pip
-# writes there (dotenv, idna, normalizer) name this checkout's venv, which an
-# installed tool never has, and nothing runs them.
-site: $(VENV)/site
-$(VENV)/site: requirements.txt $(VENV)/.installed
-	new=$@.new.$$$$ && rm -rf $$new && \
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check --target $$new -r requirements.txt && \
+# writes there (dotenv, idna, normalizer) name the interpreter that built
+# them, which an installed tool never runs, and nothing runs them.
+BUILD ?= build
+PIP_WHEEL ?= $(firstword $(wildcard /usr/share/python-wheels/pip-*.whl))
+ifneq ($(PIP_WHEEL),)
+SITE_PIP = $(PYTHON) $(PIP_WHEEL)/pip
+SITE_PIP_NEEDS =
+else
+SITE_PIP = $(VENV)/bin/pip
+SITE_PIP_NEEDS = $(VENV)/.installed
+endif
+site: $(BUILD)/site
+$(BUILD)/site: requirements.txt $(SITE_PIP_NEEDS)
+	mkdir -p $(BUILD) && new=$@.new.$$$$ && rm -rf $$new && \
+	$(SITE_PIP) install --quiet --disable-pip-version-check --no-warn-script-location --root-user-action=ignore --target $$new -r requirements.txt && \
 	for file in $$new/bin/*; do if [ "$$(head -c 2 "$$file")" = "#!" ]; then rm -f "$$file"; fi; done && \
 	$(PYTHON) -m compileall -q $$new && \
 	rm -rf $@.old.$$$$ && if [ -d $@ ]; then mv $@ $@.old.$$$$; fi && \
@@ -55,7 +67,7 @@ $(VENV)/site: requirements.txt $(VENV)/.installed
 
 # Tools get an absolute shebang and library path, so they need no PYTHONPATH;
 # the pinned requirements are vendored into LIBDIR/site.
-install: $(VENV)/.installed $(VENV)/site
+install: $(BUILD)/site
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/uwsgi_deploy
 	for tool in $(TOOLS); do \
 	  sed -e '1s|.*|#!$(PYTHON)|' \
@@ -68,7 +80,7 @@ install: $(VENV)/.installed $(VENV)/site
 	sed -i -e 's|^SHARE_DIR = .*# SHAREDIR$$|SHARE_DIR = "$(SHAREDIR)"|' \
 	       -e 's|^BIN_DIR = .*# BINDIR$$|BIN_DIR = "$(BINDIR)"|' $(DESTDIR)$(LIBDIR)/uwsgi_deploy/paths.py
 	# the vendored requirements, built once per requirements.txt (site:), copied
-	rm -rf $(DESTDIR)$(LIBDIR)/site.new.$$$$ && cp -a $(VENV)/site $(DESTDIR)$(LIBDIR)/site.new.$$$$ && \
+	rm -rf $(DESTDIR)$(LIBDIR)/site.new.$$$$ && cp -a $(BUILD)/site $(DESTDIR)$(LIBDIR)/site.new.$$$$ && \
 	  rm -rf $(DESTDIR)$(LIBDIR)/site && mv $(DESTDIR)$(LIBDIR)/site.new.$$$$ $(DESTDIR)$(LIBDIR)/site
 	# compiled now: the deploy account cannot write __pycache__ here later
 	$(PYTHON) -m compileall -q $(DESTDIR)$(LIBDIR)/uwsgi_deploy
@@ -81,17 +93,11 @@ install: $(VENV)/.installed $(VENV)/site
 
 # A man page per tool, generated from its own --help (usage, docstring,
 # options), and uwsgi-deploy-settings(7) from SETTINGS: they cannot drift.
-man: $(VENV)/.installed
-	install -d $(MANDIR)/man1 $(MANDIR)/man7
-	# each page under a name of this make's own, then renamed: several installs
-	# into one MANDIR at once (accounts of one machine) never see a half page
-	for tool in $(TOOLS); do \
-	  tmp=$(MANDIR)/man1/.$$tool.1.$$$$ && \
-	  PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python dev/docgen.py man bin/$$tool > $$tmp && \
-	  chmod 644 $$tmp && mv -f $$tmp $(MANDIR)/man1/$$tool.1 || exit 1; \
-	done
-	tmp=$(MANDIR)/man7/.uwsgi-deploy-settings.7.$$$$ && $(VENV)/bin/python dev/docgen.py settings-man > $$tmp && \
-	  chmod 644 $$tmp && mv -f $$tmp $(MANDIR)/man7/uwsgi-deploy-settings.7
+# One process reads every tool's --help (with the vendored requirements), and
+# writes each page under a name of its own, then renames it: several installs
+# into one MANDIR at once (accounts of one machine) never see a half page.
+man: $(BUILD)/site
+	PYTHONPATH="$(CURDIR)/$(BUILD)/site" $(PYTHON) dev/docgen.py install-man $(MANDIR) $(addprefix bin/,$(TOOLS))
 
 # The settings reference in docs/, regenerated from the code (a test checks it is current).
 docs: $(VENV)/.installed
@@ -162,4 +168,4 @@ lint: $(VENV)/.dev-installed
 	$(VENV)/bin/python -m pyflakes lib t dev share bench $(addprefix bin/,$(TOOLS))
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(BUILD) .pytest_cache

@@ -9,8 +9,8 @@ usage() {
 usage: ./install.sh [--user NAME]
 
 As root: install git, uWSGI (python3 plugin), nginx, sshd, python3-venv and
-ansible-core 2.14 (pinned: Ansible drives fleets), build the toolkit's Python
-environment, and install the tools into the home of the deploy account NAME
+ansible-core 2.14 (pinned: Ansible drives fleets), vendor the tools' pinned
+requirements, and install the tools into the home of the deploy account NAME
 (default www-data), with its vassals/, run/ and log/ directories and ~/git-shell-commands (the operator commands it runs over
 ssh). As another user: install the tools into \$HOME only. Either way the
 home and those directories are made private: mode 0750, or tighter if they
@@ -98,8 +98,8 @@ entry=$(getent passwd "$deploy_user") || {
 home=$(echo "$entry" | cut -d: -f6)
 group=$(id -gn "$deploy_user")
 
-say "building the toolkit's Python environment (.venv)"
-make venv PYTHON=/usr/bin/python3
+say "vendoring the tools' pinned requirements (build/site)"
+make site PYTHON=/usr/bin/python3
 say "installing the tools into $home for $deploy_user"
 make install PREFIX="$home" PYTHON=/usr/bin/python3 MANDIR=/usr/local/share/man
 

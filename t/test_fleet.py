@@ -64,9 +64,12 @@ def test_install_playbook_made_every_host_ready_and_the_primary_its_controller(f
         for tool in ("deploy-version", "deploy-status", "pre-receive"):
             assert os.access(os.path.join(host.bin_dir, tool), os.X_OK)
         assert os.path.islink(os.path.join(host.app.repo, "hooks", "pre-receive"))
-        # a production install: the tools' requirements, no test tools (requirements-dev.txt)
-        venv = os.path.join(host.box.root, "toolkit", ".venv", "bin")
-        assert os.access(os.path.join(venv, "uv"), os.X_OK) and not os.path.exists(os.path.join(venv, "pytest"))
+        # a production install: the tools' requirements vendored, no venv, no test tools (requirements-dev.txt)
+        toolkit = os.path.join(host.box.root, "toolkit")
+        assert os.access(os.path.join(host.home, "lib", "uwsgi-deploy", "site", "bin", "uv"), os.X_OK)
+        assert os.path.isdir(os.path.join(toolkit, "build", "site", "requests"))
+        assert not os.path.exists(os.path.join(toolkit, ".venv"))
+        assert not os.path.exists(os.path.join(toolkit, "build", "site", "pytest"))
         with open(os.path.join(host.home, ".ssh", "authorized_keys")) as stream:
             assert (f'restrict,command="deploy-gate --key fleet --role fleet --app {APP}",from="127.0.0.1" '
                     f"{fleet_key} deploy-key:fleet\n") in stream.read()
