@@ -294,6 +294,16 @@ class AddressedLoad:
     def wait_for(self, count, timeout=60):
         waiting.wait_until(lambda: self.total >= count, timeout, interval=0.01)
 
+    def wait_every_address(self, since, timeout=60):
+        """Until every address has been answered after the monotonic time since
+        (a count of requests cannot say that: a slow loop may not have come
+        round to some addresses yet)."""
+        def answered():
+            with self.lock:
+                return all(seen and seen[-1][0] > since for seen in self.seen.values())
+        if not waiting.wait_until(answered, timeout, interval=0.05):
+            raise AssertionError(f"some addresses were not answered within {timeout} s: {self.summary()}")
+
     def __enter__(self):
         for thread in self.threads:
             thread.start()
