@@ -20,9 +20,9 @@ from conftest import must_fail
 from fleet_world import (APP, FleetLoad, assert_no_candidate_anywhere, pusher_lines,
                          same_version_everywhere)
 
-# under xdist its tests run on one worker, with that worker's fleet world; the
-# fault tests (test_fleet_faults.py, group "fleet") run on another, with their
-# own: two chains of fleet tests side by side, not one after the other
+# under xdist its tests run on one worker, with that worker's fleet world (and
+# then one fault test of test_fleet_faults.py, which balances the groups); the
+# fault tests' other groups run on others, each with its own world, side by side
 pytestmark = [pytest.mark.fleet, pytest.mark.ssh, pytest.mark.emperor, pytest.mark.load,
               pytest.mark.xdist_group("fleet-deploys")]
 

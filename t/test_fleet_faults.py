@@ -36,8 +36,8 @@ commit right after a request loop stopped has its watch extended (up to
 DEPLOY_WATCH_MAX) by the traffic it expects, and a 25 s limit alone timed
 out such healthy commits on every host.
 
-The tests are three xdist groups (THIRD_A, B, C): under `make test` each
-runs on its own worker with its own world (conftest's fleet_world, one a
+The tests are in four xdist groups (below): under `make test` each runs
+on its own worker with its own world (conftest's fleet_world, one a
 worker), side by side; each test starts from every host on one version."""
 import fcntl
 import json
@@ -59,18 +59,19 @@ from fleet_world import (APP, FleetLoad, assert_no_candidate_anywhere, pusher_li
 from sandbox_server import wait_until
 
 pytestmark = [pytest.mark.fleet, pytest.mark.ssh, pytest.mark.emperor, pytest.mark.load]
-# Three thirds, each an xdist group: each on its own worker, with its own
-# fleet world (conftest's fleet_world: one a worker; test_fleet.py's group
-# builds another), so they run side by side; split so that each takes about
-# as long, by the durations measured in make test (a clean clone's run):
-# A, the lying hosts (225 s), the hung controller (84 s) and the controller
-# killed (101 s); B, the push cut (215 s), the prepare cut (122 s) and the
-# journal of an accepted push (27 s); C, the commit cut (219 s) and the
-# slow setup (109 s); a world (~265 s there, ~95 s alone) each. Two halves
-# made the longest chain of make test (a world and ~430 s of tests, alone).
-THIRD_A = pytest.mark.xdist_group("fleet")
-THIRD_B = pytest.mark.xdist_group("fleet-b")
-THIRD_C = pytest.mark.xdist_group("fleet-c")
+# Each test runs in one of four xdist groups: under `make test` each group
+# runs on its own worker with its own fleet world (conftest's fleet_world,
+# one a worker), the four side by side. The groups are balanced by the
+# durations measured in a clean clone's make test: A, the lying hosts
+# (224 s), the hung controller (82 s) and the journal of an accepted push
+# (~20 s); B, the push cut (193 s) and the prepare cut (134 s); C, the
+# commit cut (195 s) and the slow setup (128 s); and test_fleet.py's group
+# ("fleet-deploys", its deploys ~260 s) with the controller killed (99 s).
+# A world takes ~35 s to build alone, ~140 s while four are built at once.
+GROUP_A = pytest.mark.xdist_group("fleet")
+GROUP_B = pytest.mark.xdist_group("fleet-b")
+GROUP_C = pytest.mark.xdist_group("fleet-c")
+WITH_DEPLOYS = pytest.mark.xdist_group("fleet-deploys")   # test_fleet.py's world, after its tests
 
 STEP_LIMIT = 25          # the primary's DEPLOY_FLEET_TIMEOUT here
 KEEP_ALIVE_BOUND = 20    # ssh's ServerAlive 5 s x 3 (share/fleet/ansible.cfg): a silent host is dead after this
@@ -262,7 +263,7 @@ def end_hung(pidfile, host):
     return pid
 
 
-@THIRD_A
+@GROUP_A
 def test_hosts_answering_a_template_garbage_or_nothing_fail_and_every_host_rolls_back(fleet):
     """h1 commits then never answers, h2 answers garbage, h3 a template."""
     limit = switch_limit(fleet)      # what ends h1's commit: 25 + 30 + 30 + 3 + 30 + 30 = 148 s here
@@ -378,7 +379,7 @@ def receiving(host):
                for _pid, argv in processes_of(host.account.pw_uid))
 
 
-@THIRD_B
+@GROUP_B
 def test_host_cut_off_during_the_push_to_it_refuses_with_no_host_changed_and_converges_when_back(fleet):
     """Cut off in the middle of the push to it, deterministically: h3's hook
     is held (the pack received, the ref not yet updated, the connection
@@ -420,7 +421,7 @@ def test_host_cut_off_during_the_push_to_it_refuses_with_no_host_changed_and_con
     assert f"-----> Rolled back: no host keeps anything of {APP}-{rev}" in lines
 
 
-@THIRD_B
+@GROUP_B
 def test_host_cut_off_during_prepare_aborts_everywhere_in_bounded_time_and_converges_when_back(fleet):
     h3 = fleet.hosts[2]
 
@@ -452,7 +453,7 @@ def test_host_cut_off_during_prepare_aborts_everywhere_in_bounded_time_and_conve
     assert f"-----> Rolled back: no host keeps anything of {APP}-{rev}" in lines
 
 
-@THIRD_C
+@GROUP_C
 def test_host_cut_off_during_commit_rolls_back_the_others_and_is_brought_back_by_the_next_push(fleet):
     h3 = fleet.hosts[2]
 
@@ -506,7 +507,7 @@ def controller_pids(fleet, record):
     return pids
 
 
-@THIRD_A
+@WITH_DEPLOYS
 def test_controller_killed_during_commit_is_rolled_back_by_the_next_push_which_says_so(fleet):
     old = same_version_everywhere(fleet)
     old_commit = branch(fleet.primary.home)
@@ -567,7 +568,7 @@ def deploy_fleet_pid(fleet, commit):
                  if any(arg.endswith(b"deploy-fleet") for arg in argv[:2]) and commit.encode() in argv), None)
 
 
-@THIRD_A
+@GROUP_A
 def test_a_controller_that_hangs_holds_the_pusher_no_longer_than_the_fleets_own_limits(fleet):
     """The primary's ssh to its controller has a limit of its own, what the
     fleet's bounds add up to (fleet.deploy_limit): a controller that hangs
@@ -613,7 +614,7 @@ def test_a_controller_that_hangs_holds_the_pusher_no_longer_than_the_fleets_own_
 
 
 # -- a slow host -------------------------------------------------------------------------------
-@THIRD_C
+@GROUP_C
 def test_a_setup_longer_than_the_step_limit_is_a_slow_host_not_a_dead_one(fleet):
     same_version_everywhere(fleet)
     old_text = fleet.primary.served()
@@ -641,7 +642,7 @@ def test_a_setup_longer_than_the_step_limit_is_a_slow_host_not_a_dead_one(fleet)
     assert journal(fleet) is None
 
 
-@THIRD_B
+@GROUP_A
 def test_a_deploy_left_in_the_journal_whose_push_was_accepted_is_finished_by_the_next_push(fleet):
     """The journal a deploy leaves when it ended without knowing what every
     host serves (its status could not be read) while its push was accepted
