@@ -370,14 +370,16 @@ class FleetLoad:
     requests that fill every worker at times; each counts what its clients
     saw."""
 
-    def __init__(self, fleet, order):
+    def __init__(self, fleet, order, clients=2, slow=True, pace=PACE):
         """order: the versions' texts, oldest first (LoadLoop counts a client
-        that goes back to an older one)."""
+        that goes back to an older one); clients: request loops per host,
+        each a request every pace s; slow: the slow requests too."""
         self.fleet = fleet
-        self.fast = {h.name: LoadLoop(h.url, order, clients=2, max_seconds=300, max_requests=200000, pace=PACE)
+        self.fast = {h.name: LoadLoop(h.url, order, clients=clients, max_seconds=300, max_requests=200000,
+                                      pace=pace)
                      for h in fleet.hosts}
         self.slow = {h.name: SlowRequests(h.box.url("/slow?2"), interval=3, burst=WORKERS, max_requests=120)
-                     for h in fleet.hosts}
+                     for h in fleet.hosts} if slow else {}
 
     def __enter__(self):
         for part in [*self.fast.values(), *self.slow.values()]:
@@ -394,7 +396,8 @@ class FleetLoad:
         """What the clients saw, per host: printed for the test's log."""
         lines = []
         for name in self.fast:
-            lines.append(f"{name}: {self.fast[name].summary()}; {self.slow[name].summary()}")
+            slow = f"; {self.slow[name].summary()}" if name in self.slow else ""
+            lines.append(f"{name}: {self.fast[name].summary()}{slow}")
         print("\n".join(lines))
         return lines
 
@@ -403,10 +406,20 @@ class FleetLoad:
         failed = {}
         for name in self.fast:
             bad = [(dict(p.errors), {s: n for s, n in p.statuses.items() if s != 200})
-                   for p in (self.fast[name], self.slow[name])]
+                   for p in (self.fast[name], self.slow.get(name)) if p is not None]
             if any(errors or statuses for errors, statuses in bad):
                 failed[name] = bad
         return failed
+
+
+def steady_traffic(fleet, order):
+    """Light, steady clients on every host (one each, a request every 40 ms,
+    no slow requests), as production has them, for a push that is not itself
+    under load. Right after a test's load stopped, a push without clients
+    would have each host's watch rightly wait up to DEPLOY_WATCH_MAX (30 s)
+    for the traffic the load's last seconds announced; with them, the watch
+    counts its DEPLOY_WATCH_MIN_REQUESTS in its 3 s."""
+    return FleetLoad(fleet, order, clients=1, slow=False, pace=0.04)
 
 
 def live_everywhere(fleet, version):

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import must_fail
 from fleet_world import (APP, FleetLoad, assert_no_candidate_anywhere, pusher_lines,
-                         same_version_everywhere)
+                         same_version_everywhere, steady_traffic)
 
 # under xdist its tests run on one worker, with that worker's fleet world (and
 # then one fault test of test_fleet_faults.py, which balances the groups); the
@@ -216,14 +216,20 @@ def test_host_3_crashing_in_its_watch_rolls_every_host_back(fleet):
 
 def test_in_batches_a_failed_batch_stops_the_ones_after_it(fleet):
     old = same_version_everywhere(fleet)
+    old_text = fleet.primary.served()
     fleet.set_setting("DEPLOY_FLEET_BATCH", "1")
     try:
         logged = {h.name: len(open(h.box.settings.log_file).read().splitlines()) for h in fleet.hosts}
         commit = fleet.commit("fleet-crashes-on-h2", environment="CRASH_ON=h2\n")
         rev = commit[:12]
-        result = fleet.push()
+        with FleetLoad(fleet, [old_text, "fleet-crashes-on-h2"]) as load:
+            result = fleet.push()
+            for loop in load.fast.values():
+                loop.wait_for(loop.total + 50)
+        load.report()
     finally:
         fleet.set_setting("DEPLOY_FLEET_BATCH", None)
+    assert load.failed() == {}
     must_fail(result, 1, f"remote: pre-receive: fleet deploy of {APP}-{rev} refused: h2 failed to commit: watch: ")
     lines = pusher_lines(result)
     committing = [line for line in lines if line.startswith(f"-----> Committing {APP}-{rev} on ")]
@@ -247,7 +253,9 @@ def test_deploy_status_fleet_over_ssh_shows_each_host_and_flags_a_split(fleet):
         f"  {h.name}    {APP}-{old}  up" for h in fleet.hosts] + [f"  every host serves {APP}-{old}"]
     # a push straight to host 3 deploys there only (it is no primary): a split fleet
     other = fleet.commit("pushed-to-h3-only")[:12]
-    assert fleet.push(third).returncode == 0
+    old_text = primary.served()
+    with steady_traffic(fleet, [old_text, "pushed-to-h3-only"]) as traffic:
+        assert fleet.push(third).returncode == 0
     try:
         result = primary.ssh(f"deploy-status --fleet {APP} --json")
         assert result.returncode == 1, result.stderr
@@ -260,6 +268,8 @@ def test_deploy_status_fleet_over_ssh_shows_each_host_and_flags_a_split(fleet):
         assert text.stdout.splitlines()[-1] == (f"  SPLIT: the hosts disagree: {APP}-{old} on h1, h2; "
                                                 f"{APP}-{other} on h3")
     finally:
-        back = third.ssh(f"deploy-version {APP} {old}")
+        with steady_traffic(fleet, ["pushed-to-h3-only", old_text]) as back_traffic:
+            back = third.ssh(f"deploy-version {APP} {old}")
         assert back.returncode == 0, back.stderr
     assert primary.ssh(f"deploy-status --fleet {APP}").returncode == 0
+    assert traffic.failed() == {} and back_traffic.failed() == {}

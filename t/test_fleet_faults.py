@@ -54,7 +54,7 @@ import pytest
 from uwsgi_deploy import fleet_journal
 from uwsgi_deploy.fleet import deploy_limit, timeouts
 from uwsgi_deploy.settings import load
-from fleet_world import (APP, FleetLoad, assert_no_candidate_anywhere, pusher_lines,
+from fleet_world import (APP, FleetLoad, assert_no_candidate_anywhere, pusher_lines, steady_traffic,
                          same_version_everywhere)
 from sandbox_server import wait_until
 
@@ -177,11 +177,18 @@ class Push:
 
 
 def converges(fleet, version):
-    """The next push brings every host to one version, with nothing left
-    behind (no candidate, no prepared record, no journal); its lines."""
+    """The next push brings every host to one version, losing no request,
+    with nothing left behind (no candidate, no prepared record, no journal);
+    its lines. Steady clients on every host all along (steady_traffic)."""
+    served = list(dict.fromkeys(h.served() for h in fleet.hosts))
     commit = fleet.commit(version)
-    result = fleet.push()
+    with steady_traffic(fleet, served + [version]) as load:
+        result = fleet.push()
+        for loop in load.fast.values():
+            loop.wait_for(loop.total + 20)
+    load.report()
     assert result.returncode == 0, result.stderr
+    assert load.failed() == {}
     rev = commit[:12]
     assert fleet.lives() == {h.name: f"{APP}-{rev}" for h in fleet.hosts}
     assert all(h.served() == version for h in fleet.hosts)
