@@ -119,7 +119,7 @@ uninstall:
 # go out in t/conftest.py's order, slowest kinds first (--no-loadscope-reorder).
 PYTEST = PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python -m pytest
 UNIT_TESTS = not (emperor or load or ssh or fleet or network)
-TEST_WORKERS ?= 8
+TEST_WORKERS ?= 12
 CHECK_WORKERS ?= 2
 PYTEST_ARGS ?=
 
@@ -127,7 +127,7 @@ check: $(VENV)/.dev-installed
 	$(PYTEST) -q -n $(CHECK_WORKERS) -m "$(UNIT_TESTS)" $(PYTEST_ARGS)
 
 test: $(VENV)/.dev-installed wrk
-	$(PYTEST) -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=15 $(PYTEST_ARGS)
+	$(PYTEST) -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=30 $(PYTEST_ARGS)
 
 # wrk is a benchmark tool: the production install leaves it out; the
 # benchmarks (and the test that runs one) install it here, as root.
