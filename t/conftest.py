@@ -138,6 +138,36 @@ def pytest_collection_modifyitems(config, items):
     slowest_first(items, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
 
 
+# TEST_TIMELINE=FILE: each test phase (setup, call, teardown) a line of FILE,
+# `worker start end phase nodeid` (seconds since the epoch), to see which
+# chain of tests ends a parallel run last (docs/testing.md, "How long").
+TIMELINE = os.environ.get("TEST_TIMELINE")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    if not TIMELINE:
+        yield
+        return
+    import time
+    phases = []
+    item.stash[TIMELINE_KEY] = phases
+    yield
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    with open(TIMELINE, "a") as stream:
+        stream.write("".join(f"{worker} {start:.2f} {end:.2f} {when} {item.nodeid}\n"
+                             for when, start, end in phases))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    yield
+    if TIMELINE and TIMELINE_KEY in item.stash:
+        item.stash[TIMELINE_KEY].append((call.when, call.start, call.stop))
+
+
+TIMELINE_KEY = pytest.StashKey()
+
 NOWHERE = "/nonexistent/uwsgi-deploy-test"
 
 
