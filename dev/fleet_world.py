@@ -274,8 +274,12 @@ class FleetWorld:
     def install(self, hosts, primary):
         """share/fleet/install.yml, as the administrator, on hosts."""
         self.write_inventory(hosts, primary)
+        # in a session of its own, as an administrator's terminal runs it: with
+        # the kernel's autogroups, Ansible's side of the install then gets its
+        # share of the CPU beside every process of the session that started it
+        # (under make test: every worker's tests, Emperors and request loops)
         result = subprocess.run(self.install_command(), capture_output=True, text=True, timeout=1800,
-                                env=self.admin_environ(), stdin=subprocess.DEVNULL)
+                                env=self.admin_environ(), stdin=subprocess.DEVNULL, start_new_session=True)
         self.install_output = result.stdout + result.stderr
         self.close_connections()
         if result.returncode != 0:
