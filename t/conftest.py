@@ -149,7 +149,6 @@ def pytest_runtest_protocol(item, nextitem):
     if not TIMELINE:
         yield
         return
-    import time
     phases = []
     item.stash[TIMELINE_KEY] = phases
     yield
