@@ -291,20 +291,10 @@ def fleet_world():
     (test_fleet.py's "fleet-deploys", test_fleet_faults.py's "fleet",
     "fleet-b" and "fleet-c"), each on its own worker with its own world, so they run side
     by side; slowest_first sends every group of the `fleet` kind out first.
-
-    The fleet groups are make test's longest chains, and the run is
-    CPU-bound. The kernel here schedules by autogroup: each session gets a
-    fair share of the CPU, however many processes it holds. So an xdist
-    worker that builds a world moves, with all it starts from then on (the
-    world's Emperors, nginx, sshd, pushes and request loops), into a session
-    of its own, beside the one session of every other worker and its
-    servers."""
+    (A worker that moved into a session of its own, for a share of the CPU
+    beside every other worker's session under the kernel's autogroups, made
+    make test slower, 12 min 27 s: its request loops took that share.)"""
     from fleet_world import FleetWorld
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        try:
-            os.setsid()
-        except OSError:     # already a process group leader: it stays where it is
-            pass
     world = FleetWorld().build()
     try:
         yield world
