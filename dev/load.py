@@ -10,22 +10,16 @@ from uwsgi_deploy import waiting
 from uwsgi_deploy.stats import read_stats
 
 
-# what a load client waits before each request (LoadLoop, AddressedLoad)
-PACE = 0.01
-
-
 class LoadLoop:
     """`clients` threads GET url until stopped, or until max_seconds or
     max_requests (each bounded, so the loop always ends by itself). Each
     response body is a version name; `order` lists them oldest first, and a
     client that went back to an older version counts as a regression.
-    pace: each client waits this long before each request (default
-    PACE: four clients still send one every ~3 ms, and a gap in service any
-    longer is seen; None: as fast as the server answers, which took a core
-    or more that make test's other tests need)."""
+    pace: at most one request per client every pace seconds (None: as fast
+    as the server answers, which takes a core that a world of several hosts,
+    building and deploying at the same time, needs more)."""
 
-    def __init__(self, url, order, clients=4, max_seconds=120, max_requests=50000, pace="default"):
-        pace = PACE if pace == "default" else pace
+    def __init__(self, url, order, clients=4, max_seconds=120, max_requests=50000, pace=None):
         self.url, self.order, self.pace = url, order, pace
         self.clients, self.max_seconds, self.max_requests = clients, max_seconds, max_requests
         self.statuses = collections.Counter()
@@ -198,11 +192,10 @@ class BusyLoad:
     """A fast loop and slow requests through nginx, both workers on slow
     requests at times, and a sampler that shows it."""
 
-    def __init__(self, server, order, app="app", workers=WORKERS, pace="default"):
-        """workers: how many requests the app serves at once (processes x
-        threads); pace: the fast clients' (LoadLoop)."""
+    def __init__(self, server, order, app="app", workers=WORKERS):
+        """workers: how many requests the app serves at once (processes x threads)."""
         self.fast = LoadLoop(server.url("/"), order, clients=FAST_CLIENTS, max_seconds=600,
-                             max_requests=500000, pace=pace)
+                             max_requests=500000)
         self.slow = SlowRequests(server.url(f"/slow?{SLOW_SECONDS}"), interval=SLOW_INTERVAL,
                                  burst=workers, max_requests=400)
         self.busy = BusyWatcher(server.app(app))
@@ -257,9 +250,8 @@ class AddressedLoad:
     Counts statuses and errors, and per address the versions that answered
     in order (a body is a version name; others count as their status)."""
 
-    def __init__(self, url, addresses=200, clients=6, max_seconds=300, pace=PACE):
-        """pace: what each client waits before each request (None: no wait)."""
-        self.url, self.clients, self.max_seconds, self.pace = url, clients, max_seconds, pace or 0
+    def __init__(self, url, addresses=200, clients=6, max_seconds=300):
+        self.url, self.clients, self.max_seconds = url, clients, max_seconds
         self.addresses = [f"127.0.{1 + n // 250}.{1 + n % 250}" for n in range(addresses)]
         self.statuses = collections.Counter()
         self.errors = collections.Counter()
@@ -277,7 +269,7 @@ class AddressedLoad:
         sessions = {}
         deadline = time.monotonic() + self.max_seconds
         turn = 0
-        while not self.stopping.wait(self.pace) and time.monotonic() < deadline:
+        while not self.stopping.is_set() and time.monotonic() < deadline:
             address = mine[turn % len(mine)]
             turn += 1
             if address not in sessions:
