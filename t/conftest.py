@@ -292,8 +292,9 @@ def fleet_world():
     "fleet-b" and "fleet-c"), each on its own worker with its own world, so they run side
     by side; slowest_first sends every group of the `fleet` kind out first.
     (A worker that moved into a session of its own, for a share of the CPU
-    beside every other worker's session under the kernel's autogroups, made
-    make test slower, 12 min 27 s: its request loops took that share.)"""
+    beside every other worker's session under the kernel's autogroups, was
+    tried: that run took 12 min 27 s, and so did the next ones without it,
+    on a slow stretch of the machine; its effect is not known, so it is out.)"""
     from fleet_world import FleetWorld
     world = FleetWorld().build()
     try:
