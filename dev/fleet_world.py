@@ -396,6 +396,12 @@ class FleetLoad:
         for part in [*self.slow.values(), *self.fast.values()]:
             part.__exit__(*exc)
 
+    def settle(self, requests=50):
+        """Let every host's request loop answer `requests` more: what a push
+        left behind (a gap, a client on an old version) shows up in them."""
+        for loop in self.fast.values():
+            loop.wait_for(loop.total + requests)
+
     def report(self):
         """What the clients saw, per host: printed for the test's log."""
         lines = []

@@ -123,8 +123,7 @@ def test_a_push_deploys_the_same_rev_on_every_host_and_clients_lose_nothing(flee
         started = time.monotonic()
         result = fleet.push()
         print(f"the fleet push took {time.monotonic() - started:.1f} s")
-        for loop in load.fast.values():
-            loop.wait_for(loop.total + 50)
+        load.settle()
     load.report()
     assert result.returncode == 0, result.stderr
     assert load.failed() == {}
@@ -190,8 +189,7 @@ def test_host_3_crashing_in_its_watch_rolls_every_host_back(fleet):
         started = time.monotonic()
         result = fleet.push()
         print(f"the fleet push took {time.monotonic() - started:.1f} s")
-        for loop in load.fast.values():
-            loop.wait_for(loop.total + 50)
+        load.settle()
     print("what the clients saw:")
     load.report()
     must_fail(result, 1, f"remote: pre-receive: fleet deploy of {APP}-{rev} refused: h3 failed to commit: watch: ")
@@ -224,8 +222,7 @@ def test_in_batches_a_failed_batch_stops_the_ones_after_it(fleet):
         rev = commit[:12]
         with FleetLoad(fleet, [old_text, "fleet-crashes-on-h2"]) as load:
             result = fleet.push()
-            for loop in load.fast.values():
-                loop.wait_for(loop.total + 50)
+            load.settle()
         load.report()
     finally:
         fleet.set_setting("DEPLOY_FLEET_BATCH", None)

@@ -67,7 +67,7 @@ pytestmark = [pytest.mark.fleet, pytest.mark.ssh, pytest.mark.emperor, pytest.ma
 # (~20 s); B, the push cut (193 s) and the prepare cut (134 s); C, the
 # commit cut (195 s) and the slow setup (128 s); and test_fleet.py's group
 # ("fleet-deploys", its deploys ~260 s) with the controller killed (99 s).
-# A world takes ~35 s to build alone, ~140 s while four are built at once.
+# A world takes ~35 s to build alone, 123-190 s while four are built at once.
 GROUP_A = pytest.mark.xdist_group("fleet")
 GROUP_B = pytest.mark.xdist_group("fleet-b")
 GROUP_C = pytest.mark.xdist_group("fleet-c")
@@ -184,8 +184,7 @@ def converges(fleet, version):
     commit = fleet.commit(version)
     with steady_traffic(fleet, served + [version]) as load:
         result = fleet.push()
-        for loop in load.fast.values():
-            loop.wait_for(loop.total + 20)
+        load.settle(20)
     load.report()
     assert result.returncode == 0, result.stderr
     assert load.failed() == {}
@@ -286,8 +285,7 @@ def test_hosts_answering_a_template_garbage_or_nothing_fail_and_every_host_rolls
         with FleetLoad(fleet, [old_text, "fleet-lying-hosts"]) as load:
             with Push(fleet, bound=limit + HEALTHY_PUSH) as push:
                 result = push.wait()
-            for loop in load.fast.values():
-                loop.wait_for(loop.total + 50)
+            load.settle()
         load.report()
     finally:
         for restore in restores:
@@ -345,8 +343,7 @@ def push_cutting_off(fleet, host, version, phase, while_cut_off, reached=None, t
                 while_cut_off(lines, old, rev)
             finally:
                 host.heal()
-        for loop in load.fast.values():
-            loop.wait_for(loop.total + 50)
+        load.settle()
     load.report()
     assert load.failed() == {}
     return old, rev
@@ -536,8 +533,7 @@ def test_controller_killed_during_commit_is_rolled_back_by_the_next_push_which_s
                     pass
             result = push.wait()
             print("\n".join(pusher_lines(result)))
-        for loop in load.fast.values():
-            loop.wait_for(loop.total + 50)
+        load.settle()
     load.report()
     assert load.failed() == {}
     assert result.returncode != 0
@@ -631,8 +627,7 @@ def test_a_setup_longer_than_the_step_limit_is_a_slow_host_not_a_dead_one(fleet)
         started = time.monotonic()
         result = fleet.push()
         took = time.monotonic() - started
-        for loop in load.fast.values():
-            loop.wait_for(loop.total + 50)
+        load.settle()
     load.report()
     print(f"the push took {took:.1f} s")
     assert result.returncode == 0, result.stderr
