@@ -140,7 +140,9 @@ def pytest_collection_modifyitems(config, items):
 
 # TEST_TIMELINE=FILE: each test phase (setup, call, teardown) a line of FILE,
 # `worker start end phase nodeid` (seconds since the epoch), to see which
-# chain of tests ends a parallel run last (docs/testing.md, "How long").
+# chain of tests ends a parallel run last, and after them a line
+# `worker own reaped cpu nodeid` of the test's CPU seconds (docs/testing.md,
+# "How long").
 TIMELINE = os.environ.get("TEST_TIMELINE")
 
 
@@ -151,11 +153,19 @@ def pytest_runtest_protocol(item, nextitem):
         return
     phases = []
     item.stash[TIMELINE_KEY] = phases
+    before = os.times()
     yield
+    after = os.times()
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    # CPU seconds of the worker itself (its load threads included) and of the
+    # children it reaped in the test (tools, git, and at a world's end its
+    # Emperor and nginx): what a test costs a CPU-bound run
+    own = after.user + after.system - before.user - before.system
+    reaped = after.children_user + after.children_system - before.children_user - before.children_system
     with open(TIMELINE, "a") as stream:
         stream.write("".join(f"{worker} {start:.2f} {end:.2f} {when} {item.nodeid}\n"
                              for when, start, end in phases))
+        stream.write(f"{worker} {own:.2f} {reaped:.2f} cpu {item.nodeid}\n")
 
 
 @pytest.hookimpl(hookwrapper=True)
