@@ -20,7 +20,7 @@ DEMO_DIR ?= /tmp/uwsgi-deploy-demo
 # the library, and the development harness in dev/ (not installed)
 RUN_WITH_LIB = PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHONPATH="$(CURDIR)/lib:$(CURDIR)/dev" $(VENV)/bin/python
 
-.PHONY: all install uninstall check test lint venv dev-venv site clean demo demo-stop fleet-demo bench wrk man docs
+.PHONY: all install uninstall check test lint venv dev-venv site wheels clean demo demo-stop fleet-demo bench wrk man docs
 
 all: dev-venv
 
@@ -56,12 +56,26 @@ else
 SITE_PIP = $(VENV)/bin/pip
 SITE_PIP_NEEDS = $(VENV)/.installed
 endif
+# WHEELS=DIR: from the wheels in DIR only, no index (a host that cannot reach
+# PyPI, or each host of a fleet whose install.yml shipped them: `make wheels`).
+WHEELS ?=
 site: $(BUILD)/site
 $(BUILD)/site: requirements.txt $(SITE_PIP_NEEDS)
 	mkdir -p $(BUILD) && new=$@.new.$$$$ && rm -rf $$new && \
-	$(SITE_PIP) install --quiet --disable-pip-version-check --no-warn-script-location --root-user-action=ignore --target $$new -r requirements.txt && \
+	$(SITE_PIP) install --quiet --disable-pip-version-check --no-warn-script-location --root-user-action=ignore \
+	  $(if $(WHEELS),--no-index --find-links "$(WHEELS)") --target $$new -r requirements.txt && \
 	for file in $$new/bin/*; do if [ "$$(head -c 2 "$$file")" = "#!" ]; then rm -f "$$file"; fi; done && \
 	$(PYTHON) -m compileall -q $$new && \
+	rm -rf $@.old.$$$$ && if [ -d $@ ]; then mv $@ $@.old.$$$$; fi && \
+	{ mv -T $$new $@ 2>/dev/null || rm -rf $$new; } && rm -rf $@.old.$$$$ && touch $@
+
+# The pinned requirements' wheels, for this machine's platform, fetched once:
+# what `install.sh --wheels` and install.yml's `wheels` install from, and what
+# the tests' fleet worlds ship to their hosts. Built beside and renamed.
+wheels: $(BUILD)/wheels
+$(BUILD)/wheels: requirements.txt $(SITE_PIP_NEEDS)
+	mkdir -p $(BUILD) && new=$@.new.$$$$ && rm -rf $$new && \
+	$(SITE_PIP) download --quiet --disable-pip-version-check --dest $$new -r requirements.txt && \
 	rm -rf $@.old.$$$$ && if [ -d $@ ]; then mv $@ $@.old.$$$$; fi && \
 	{ mv -T $$new $@ 2>/dev/null || rm -rf $$new; } && rm -rf $@.old.$$$$ && touch $@
 
@@ -126,7 +140,7 @@ PYTEST_ARGS ?=
 check: $(VENV)/.dev-installed
 	$(PYTEST) -q -n $(CHECK_WORKERS) -m "$(UNIT_TESTS)" $(PYTEST_ARGS)
 
-test: $(VENV)/.dev-installed wrk
+test: $(VENV)/.dev-installed wrk $(BUILD)/wheels
 	$(PYTEST) -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=30 $(PYTEST_ARGS)
 
 # wrk is a benchmark tool: the production install leaves it out; the
@@ -152,12 +166,12 @@ demo-stop: $(VENV)/.installed
 # Three hosts (deploy accounts with sshd, Emperor, nginx; needs root), one
 # push after another, all or nothing: prints each host's live version after
 # each step and fails if the fleet ever ended split.
-fleet-demo: $(VENV)/.installed
+fleet-demo: $(VENV)/.installed $(BUILD)/wheels
 	$(RUN_WITH_LIB) dev/fleet_demo.py
 
 # Deploy speed and zero downtime vs an in-place reload, then dependency
 # environments (uv vs pip, a Flask + SQLAlchemy app's pushes); BENCH_ARGS=--quick for a smoke run.
-bench: $(VENV)/.installed wrk
+bench: $(VENV)/.installed wrk $(BUILD)/wheels
 	$(RUN_WITH_LIB) bench/deploy --timeline docs/deploy-timeline.svg $(BENCH_ARGS)
 	$(RUN_WITH_LIB) bench/venv $(BENCH_ARGS)
 	$(RUN_WITH_LIB) bench/fleet $(BENCH_ARGS)

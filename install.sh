@@ -6,7 +6,7 @@ set -eu
 
 usage() {
     cat <<USAGE
-usage: ./install.sh [--user NAME]
+usage: ./install.sh [--user NAME] [--wheels DIR]
 
 As root: install git, uWSGI (python3 plugin), nginx, sshd, python3-venv and
 ansible-core 2.14 (pinned: Ansible drives fleets), vendor the tools' pinned
@@ -14,15 +14,21 @@ requirements, and install the tools into the home of the deploy account NAME
 (default www-data), with its vassals/, run/ and log/ directories and ~/git-shell-commands (the operator commands it runs over
 ssh). As another user: install the tools into \$HOME only. Either way the
 home and those directories are made private: mode 0750, or tighter if they
-already were.
+already were. --wheels DIR: the requirements from the wheels in DIR only,
+without PyPI (a host that cannot reach it; \`make wheels\` fetches them).
 USAGE
 }
 
 deploy_user=www-data
+wheels=
 while [ $# -gt 0 ]; do
     case "$1" in
         --user) [ $# -ge 2 ] || { echo "install.sh: --user needs a name" >&2; exit 2; }
                 deploy_user=$2; shift 2 ;;
+        --wheels) [ $# -ge 2 ] || { echo "install.sh: --wheels needs a directory" >&2; exit 2; }
+                  wheels=$(cd "$2" 2>/dev/null && pwd) || {
+                      echo "install.sh: --wheels: no directory '$2'" >&2; exit 2; }
+                  shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "install.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -54,7 +60,7 @@ ANSIBLE_SERIES=2.14   # ansible-core, Debian 12's: for fleets
 if [ "$(id -u)" -ne 0 ]; then
     say "not root: skipping system packages ($PACKAGES) and the deploy account"
     say "installing the tools into $HOME"
-    make install PREFIX="$HOME"
+    make install PREFIX="$HOME" WHEELS="$wheels"
     for dir in "$HOME" "$HOME/vassals" "$HOME/run" "$HOME/log"; do private_dir "$dir"; done
     exit 0
 fi
@@ -98,8 +104,8 @@ entry=$(getent passwd "$deploy_user") || {
 home=$(echo "$entry" | cut -d: -f6)
 group=$(id -gn "$deploy_user")
 
-say "vendoring the tools' pinned requirements (build/site)"
-make site PYTHON=/usr/bin/python3
+say "vendoring the tools' pinned requirements (build/site)${wheels:+ from the wheels in $wheels}"
+make site PYTHON=/usr/bin/python3 WHEELS="$wheels"
 say "installing the tools into $home for $deploy_user"
 make install PREFIX="$home" PYTHON=/usr/bin/python3 MANDIR=/usr/local/share/man
 

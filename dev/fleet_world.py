@@ -11,6 +11,7 @@ account a key to ask it for a fleet deploy (docs/keys.md). The
 developer pushes to host 1 with a key of their own, as in production.
 
 Needs root (accounts, sshd). Everything it starts is stopped by PID."""
+import json
 import os
 import pwd
 import shutil
@@ -75,6 +76,11 @@ fi
 echo "setup ran on $HOST_NAME"
 """
 PLAYBOOK = os.path.join(ROOT, "share", "fleet")
+# the requirements' wheels, fetched once (`make wheels`, which make test,
+# fleet-demo and bench run first): install.yml ships them to every host, so
+# a world's hosts do not each ask PyPI (a third of a world's CPU went to pip
+# reading its index); without them, each host's pip asks PyPI, as a user's does
+WHEELS = os.path.join(ROOT, "build", "wheels")
 WORKERS = 4   # processes in the fleet app's uwsgi.ini
 # the request loop: a request per client every PACE s. Unpaced, the loops of three
 # hosts took a core away from the hosts they watch (160,000 requests in one test)
@@ -251,8 +257,11 @@ class FleetWorld:
         write(self.inventory, "\n".join(lines) + "\n")
 
     def install_command(self):
+        extra = {"apps": [APP]}
+        if os.path.isdir(WHEELS):
+            extra["wheels"] = WHEELS
         return ["ansible-playbook", "-i", self.inventory, os.path.join(PLAYBOOK, "install.yml"),
-                "-e", '{"apps": ["%s"]}' % APP]
+                "-e", json.dumps(extra)]
 
     def admin_environ(self):
         """The administrator's Ansible: its own home and temporary files, and

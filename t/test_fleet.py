@@ -17,7 +17,7 @@ import time
 import pytest
 
 from conftest import must_fail
-from fleet_world import (APP, FleetLoad, assert_no_candidate_anywhere, pusher_lines,
+from fleet_world import (APP, WHEELS, FleetLoad, assert_no_candidate_anywhere, pusher_lines,
                          same_version_everywhere, steady_traffic)
 
 # under xdist its tests run on one worker, with that worker's fleet world (and
@@ -87,7 +87,12 @@ def test_install_playbook_made_every_host_ready_and_the_primary_its_controller(f
     inventory = primary.app.fleet_inventory
     assert oct(os.stat(inventory).st_mode & 0o777) == "0o600" and os.stat(inventory).st_uid == primary.account.pw_uid
     assert not any(os.path.exists(h.app.fleet_inventory) for h in fleet.hosts[1:])   # only the primary drives
-    assert "Running install.sh --user deploy_user on every host" in fleet.install_output
+    # the requirements' wheels were fetched once, here, and shipped: every host installed from them
+    assert "Running install.sh --user deploy_user --wheels wheels on every host" in fleet.install_output
+    fetched = sorted(os.listdir(WHEELS))
+    assert any(name.startswith("uv-") for name in fetched)
+    for host in fleet.hosts:
+        assert sorted(os.listdir(os.path.join(host.box.root, "toolkit", "wheels"))) == fetched, host.name
     # Procfile clocks and cron run on the primary only (no `singletons` group)
     for host in fleet.hosts:
         config = os.path.join(host.home, "deploy.conf")
