@@ -66,8 +66,12 @@ def start_sshd(box, account, admin_key=None, also_allow=()):
     admin = ""
     if admin_key:
         write(os.path.join(keys, "authorized_keys.root"), admin_key.strip() + "\n", 0o600)
+        # SHLVL=1: root's bash, which sshd runs each Ansible task with, then
+        # does not source this machine's ~root/.bashrc (here it runs `pyenv
+        # init`: 0.13 CPU-s a task, 60 forks), as a host's root would not
         admin = (f"PermitRootLogin prohibit-password\nStrictModes no\n"
-                 f"AuthorizedKeysFile .ssh/authorized_keys {keys}/authorized_keys.%u\n")
+                 f"AuthorizedKeysFile .ssh/authorized_keys {keys}/authorized_keys.%u\n"
+                 f"Match User root\n  SetEnv SHLVL=1\n")
     config = write(os.path.join(keys, "sshd_config"), f"""
 ListenAddress 127.0.0.1
 Port {port}
