@@ -19,7 +19,7 @@ def test_quick_venv_benchmark_runs_and_reports(world):
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     for heading in ("installers:", "pushes of share/example-flask", "unchanged requirements (5 pushes)",
-                    "changed requirements, warm cache, pip", "disk (", "after 5 more pushes"):
+                    "changed requirements, warm cache, uv", "disk (", "after 5 more pushes"):
         assert heading in result.stdout, result.stdout
     figures = json.load(open(out))
     for installer in ("uv", "pip"):
@@ -27,5 +27,6 @@ def test_quick_venv_benchmark_runs_and_reports(world):
             parts = figures["installers"][installer][state]
             assert parts["total"]["median"] >= parts["install"]["median"] > 0 and parts["compile"]["median"] > 0
     [pushes] = figures["pushes"].values()
-    assert len(pushes["unchanged"]["setups"]) == 5 and len(pushes["changed_pip"]["walls"]) == 1
+    assert len(pushes["unchanged"]["setups"]) == 5 and len(pushes["changed_uv"]["walls"]) == 1
+    assert "changed_pip" not in pushes      # a quick run pushes with uv only
     assert pushes["disk_after_5"]["home"] >= pushes["disk_first"]["home"] > pushes["disk_first"]["venvs_own"] > 0
