@@ -369,13 +369,12 @@ class FleetWorld:
             thread.start()
         for thread in stopping:
             thread.join()
-        for host in self.hosts:
-            stop_account_processes(host.account.pw_uid)
-            remove_account(host.account)
+        accounts = [host.account for host in self.hosts]
         if self.controller_user and account_exists(self.controller_user):
-            controller = pwd.getpwnam(self.controller_user)
-            stop_account_processes(controller.pw_uid)
-            remove_account(controller)
+            accounts.append(pwd.getpwnam(self.controller_user))
+        stop_account_processes({account.pw_uid for account in accounts})   # every account's at once
+        for account in accounts:
+            remove_account(account)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -475,31 +474,33 @@ def pusher_lines(result):
 
 
 
-def account_pids(uid):
+def account_pids(uids):
+    """PIDs of the processes that run as one of uids."""
     pids = []
     for pid in [int(p) for p in os.listdir("/proc") if p.isdigit()]:
         try:
-            if os.stat(f"/proc/{pid}").st_uid == uid:
+            if os.stat(f"/proc/{pid}").st_uid in uids:
                 pids.append(pid)
         except OSError:
             continue
     return pids
 
 
-def stop_account_processes(uid, timeout=10):
-    """What still runs as a throw-away account once its servers are stopped:
-    the ssh connections its Ansible kept open for reuse (ControlPersist), a
-    lock keeper. All were started by this world; each is ended by its PID."""
+def stop_account_processes(uids, timeout=10):
+    """What still runs as the throw-away accounts (uids) once their servers
+    are stopped: the ssh connections their Ansible kept open for reuse
+    (ControlPersist), a lock keeper. All were started by this world; each is
+    ended by its PID."""
     for signal_number in (signal.SIGTERM, signal.SIGKILL):
-        for pid in account_pids(uid):
+        for pid in account_pids(uids):
             try:
                 os.kill(pid, signal_number)
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + timeout
-        while account_pids(uid) and time.monotonic() < deadline:
+        while account_pids(uids) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if not account_pids(uid):
+        if not account_pids(uids):
             return
 
 

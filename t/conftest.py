@@ -307,9 +307,41 @@ def fleet_world():
     on a slow stretch of the machine; its effect is not known, so it is out.)"""
     from fleet_world import FleetWorld
     world = FleetWorld().build()
+    stopping = threading.Thread(target=stop_fleet_world, args=(world,))
+    FLEET_WORLD_STOPS.append(stopping)
     try:
         yield world
     finally:
-        for host in world.hosts:
-            host.heal()
-        world.stop()
+        if not stopping.is_alive() and stopping.ident is None:
+            stopping.start()
+        stopping.join()
+
+
+def stop_fleet_world(world):
+    for host in world.hosts:
+        host.heal()
+    world.stop()
+
+
+# A worker's fleet world stops, in the background, as soon as its last fleet
+# test is over (under make test each fleet group is one unit of one worker,
+# its tests in a row), not when the worker's session ends: stopping three
+# hosts took up to a minute at the end of a loaded run, while the worker's
+# other tests could already run.
+FLEET_WORLD_STOPS = []
+
+
+def pytest_runtest_setup(item):
+    if "fleet_world" in item.fixturenames and any(s.ident is not None for s in FLEET_WORLD_STOPS):
+        pytest.fail("this worker's fleet world was stopped after the fleet tests before: "
+                    "the tests on one world must run in a row (one xdist_group)")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    yield
+    if ("fleet_world" in item.fixturenames and FLEET_WORLD_STOPS
+            and (nextitem is None or "fleet_world" not in nextitem.fixturenames)):
+        for stopping in FLEET_WORLD_STOPS:
+            if stopping.ident is None:
+                stopping.start()
