@@ -112,16 +112,18 @@ def keep_groups_together(config, items):
 SLOW_FIRST = ("fleet", "network", "ssh", "load", "emperor")
 
 
+def xdist_group(item):
+    marker = item.get_closest_marker("xdist_group")
+    return marker and (marker.args[0] if marker.args else marker.kwargs.get("name", "default"))
+
+
 def slowest_first(items, workers):
     def rank(item):
         return next((i for i, name in enumerate(SLOW_FIRST) if item.get_closest_marker(name)), len(SLOW_FIRST))
 
-    def group(item):
-        marker = item.get_closest_marker("xdist_group")
-        return marker and (marker.args[0] if marker.args else marker.kwargs.get("name", "default"))
     units = {}
     for item in items:
-        units.setdefault(group(item) or item.nodeid, []).append(item)
+        units.setdefault(xdist_group(item) or item.nodeid, []).append(item)
     ordered = sorted(units.values(), key=lambda unit: (min(map(rank, unit)), -len(unit)))
     if workers > 1:
         head, rest = ordered[:workers], ordered[workers:]
@@ -135,7 +137,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if EMPEROR_FIXTURES & set(item.fixturenames) and item.get_closest_marker("emperor") is None:
             item.add_marker(pytest.mark.emperor)
-    slowest_first(items, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    slowest_first(items, workers)
+    # each fleet group on a worker of its own (slowest_first sends them out
+    # first, one per worker) when there are workers enough: only then is a
+    # worker's last fleet test the last one that needs its world
+    groups = {xdist_group(item) for item in items if "fleet_world" in item.fixturenames}
+    FLEET_WORLD_EARLY_STOP[:] = [workers > 1 and workers >= len(groups)]
 
 
 # TEST_TIMELINE=FILE: each test phase (setup, call, teardown) a line of FILE,
@@ -327,8 +335,10 @@ def stop_fleet_world(world):
 # test is over (under make test each fleet group is one unit of one worker,
 # its tests in a row), not when the worker's session ends: stopping three
 # hosts took up to a minute at the end of a loaded run, while the worker's
-# other tests could already run.
+# other tests could already run. With fewer workers than fleet groups, a
+# worker may run two groups apart: its world then stops when its session ends.
 FLEET_WORLD_STOPS = []
+FLEET_WORLD_EARLY_STOP = [False]
 
 
 def pytest_runtest_setup(item):
@@ -340,7 +350,7 @@ def pytest_runtest_setup(item):
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_teardown(item, nextitem):
     yield
-    if ("fleet_world" in item.fixturenames and FLEET_WORLD_STOPS
+    if ("fleet_world" in item.fixturenames and FLEET_WORLD_STOPS and FLEET_WORLD_EARLY_STOP[0]
             and (nextitem is None or "fleet_world" not in nextitem.fixturenames)):
         for stopping in FLEET_WORLD_STOPS:
             if stopping.ident is None:
