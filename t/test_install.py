@@ -147,22 +147,16 @@ def test_deploy_emperor_stops_its_vassals_gracefully_on_sigterm(server):
         assert "The Emperor is buried." in log.read()
 
 
-@pytest.mark.network
 def test_site_from_wheels_asks_no_index(tmp_path):
     """make site WHEELS=DIR (install.sh --wheels, install.yml's wheels)
     installs from DIR alone: from an empty one it fails, naming what it
-    lacks, where pip with an index would have fetched it; from what `make
-    wheels` fetched it builds the tools' whole site."""
-    subprocess.run(["make", "-s", "-C", ROOT, "wheels"], check=True, capture_output=True)
+    lacks, where pip with an index would have fetched it, and leaves no
+    site. (A site from what `make wheels` fetched is what every host of
+    t/test_fleet.py's world installs.)"""
     empty = tmp_path / "empty"
     empty.mkdir()
-    failed = subprocess.run(["make", "-s", "-C", ROOT, "site", f"BUILD={tmp_path / 'a'}", f"WHEELS={empty}"],
+    failed = subprocess.run(["make", "-s", "-C", ROOT, "site", f"BUILD={tmp_path / 'build'}", f"WHEELS={empty}"],
                             capture_output=True, text=True)
     assert failed.returncode != 0
     assert "No matching distribution found for sh==" in failed.stderr, failed.stderr
-    assert not (tmp_path / "a" / "site").exists()
-    built = subprocess.run(["make", "-s", "-C", ROOT, "site", f"BUILD={tmp_path / 'b'}",
-                            f"WHEELS={os.path.join(ROOT, 'build', 'wheels')}"], capture_output=True, text=True)
-    assert built.returncode == 0, built.stderr
-    site = tmp_path / "b" / "site"
-    assert (site / "requests").is_dir() and (site / "dotenv").is_dir() and os.access(site / "bin" / "uv", os.X_OK)
+    assert not (tmp_path / "build" / "site").exists()
