@@ -320,7 +320,7 @@ def fleet_world():
     try:
         yield world
     finally:
-        if not stopping.is_alive() and stopping.ident is None:
+        if stopping.ident is None:     # not started early (see pytest_runtest_teardown)
             stopping.start()
         stopping.join()
 
