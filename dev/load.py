@@ -31,7 +31,7 @@ class Connection:
     def get(self):
         """(status, body as text); raises OSError or http.client.HTTPException
         (refused, reset, timed out, a broken answer), the connection closed."""
-        if self.http is not None and self.http.sock is not None and select.select([self.http.sock], [], [], 0)[0]:
+        if self.http is not None and self.http.sock is not None and readable(self.http.sock):
             self.close()    # readable while idle: the server closed it (or sent what no request asked)
         if self.http is None:
             self.http = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout,
@@ -51,6 +51,14 @@ class Connection:
 
 
 FAILURES = (OSError, http.client.HTTPException)
+
+
+def readable(sock):
+    """Whether sock has something to read now (poll, not select: a worker
+    with the canary's 400 connections may hold descriptors past select's 1024)."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
 
 # What a LoadLoop client waits before each request. Unpaced, a loop takes
 # whatever CPU the machine has left (with http.client's cheaper requests it
