@@ -7,8 +7,6 @@ import threading
 import time
 import urllib.parse
 
-import requests
-
 from uwsgi_deploy import waiting
 from uwsgi_deploy.stats import read_stats
 
@@ -75,11 +73,10 @@ class LoadLoop:
     max_requests (each bounded, so the loop always ends by itself). Each
     response body is a version name; `order` lists them oldest first, and a
     client that went back to an older version counts as a regression.
-    pace: each client waits this long before each request (default PACE;
-    None: as fast as the server answers)."""
+    pace: each client waits this long before each request (None: as fast
+    as the server answers)."""
 
-    def __init__(self, url, order, clients=4, max_seconds=120, max_requests=50000, pace="default"):
-        pace = PACE if pace == "default" else pace
+    def __init__(self, url, order, clients=4, max_seconds=120, max_requests=50000, pace=PACE):
         self.url, self.order, self.pace = url, order, pace
         self.clients, self.max_seconds, self.max_requests = clients, max_seconds, max_requests
         self.statuses = collections.Counter()
@@ -172,16 +169,19 @@ class SlowRequests:
             self.stopping.wait(self.interval)
 
     def one(self):
+        connection = Connection(self.url, timeout=self.timeout)
         try:
-            response = requests.get(self.url, timeout=self.timeout)
-        except requests.RequestException as error:
+            status, text = connection.get()
+        except FAILURES as error:
             with self.lock:
                 self.errors[type(error).__name__] += 1
             return
+        finally:
+            connection.close()
         with self.lock:
-            self.statuses[response.status_code] += 1
-            if response.status_code == 200:
-                self.versions[response.text] += 1
+            self.statuses[status] += 1
+            if status == 200:
+                self.versions[text] += 1
 
     def __enter__(self):
         self.starter.start()
@@ -255,7 +255,7 @@ class BusyLoad:
     """A fast loop and slow requests through nginx, both workers on slow
     requests at times, and a sampler that shows it."""
 
-    def __init__(self, server, order, app="app", workers=WORKERS, pace="default"):
+    def __init__(self, server, order, app="app", workers=WORKERS, pace=PACE):
         """workers: how many requests the app serves at once (processes x
         threads); pace: the fast clients' (LoadLoop's)."""
         self.fast = LoadLoop(server.url("/"), order, clients=FAST_CLIENTS, max_seconds=600,

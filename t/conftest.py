@@ -143,7 +143,8 @@ def pytest_collection_modifyitems(config, items):
     # first, one per worker) when there are workers enough: only then is a
     # worker's last fleet test the last one that needs its world
     groups = {xdist_group(item) for item in items if "fleet_world" in item.fixturenames}
-    FLEET_WORLD_EARLY_STOP[:] = [workers > 1 and workers >= len(groups)]
+    global FLEET_WORLD_EARLY_STOP
+    FLEET_WORLD_EARLY_STOP = workers > 1 and workers >= len(groups)
 
 
 # TEST_TIMELINE=FILE: each test phase (setup, call, teardown) a line of FILE,
@@ -338,7 +339,7 @@ def stop_fleet_world(world):
 # other tests could already run. With fewer workers than fleet groups, a
 # worker may run two groups apart: its world then stops when its session ends.
 FLEET_WORLD_STOPS = []
-FLEET_WORLD_EARLY_STOP = [False]
+FLEET_WORLD_EARLY_STOP = False   # set from the collection (pytest_collection_modifyitems)
 
 
 def pytest_runtest_setup(item):
@@ -350,7 +351,7 @@ def pytest_runtest_setup(item):
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_teardown(item, nextitem):
     yield
-    if ("fleet_world" in item.fixturenames and FLEET_WORLD_STOPS and FLEET_WORLD_EARLY_STOP[0]
+    if ("fleet_world" in item.fixturenames and FLEET_WORLD_STOPS and FLEET_WORLD_EARLY_STOP
             and (nextitem is None or "fleet_world" not in nextitem.fixturenames)):
         for stopping in FLEET_WORLD_STOPS:
             if stopping.ident is None:
