@@ -61,13 +61,14 @@ from sandbox_server import wait_until
 pytestmark = [pytest.mark.fleet, pytest.mark.ssh, pytest.mark.emperor, pytest.mark.load]
 # Each test runs in one of four xdist groups: under `make test` each group
 # runs on its own worker with its own fleet world (conftest's fleet_world,
-# one a worker), the four side by side. The groups are balanced by the
-# durations measured in a clean clone's make test: A, the lying hosts
-# (224 s), the hung controller (82 s) and the journal of an accepted push
-# (~20 s); B, the push cut (193 s) and the prepare cut (134 s); C, the
-# commit cut (195 s) and the slow setup (128 s); and test_fleet.py's group
-# ("fleet-deploys", its deploys ~260 s) with the controller killed (99 s).
-# A world takes ~35 s to build alone, 123-190 s while four are built at once.
+# one a worker), the four side by side, and the longest group ends the run.
+# The groups are balanced by the durations of two clean-clone runs of make
+# test: A, the lying hosts (218-221 s) and the hung controller (83 s); B, the
+# push cut (148-161 s), the prepare cut (105-120 s) and the journal of an
+# accepted push (16-19 s); C, the commit cut (156-174 s) and the slow setup
+# (117-121 s); and test_fleet.py's group ("fleet-deploys", its deploys
+# 230-246 s) with the controller killed (43-56 s). A world takes ~25 s to
+# build alone, 93-103 s while four are built at once beside the other tests.
 GROUP_A = pytest.mark.xdist_group("fleet")
 GROUP_B = pytest.mark.xdist_group("fleet-b")
 GROUP_C = pytest.mark.xdist_group("fleet-c")
@@ -644,7 +645,7 @@ def test_a_setup_longer_than_the_step_limit_is_a_slow_host_not_a_dead_one(fleet)
     assert journal(fleet) is None
 
 
-@GROUP_A
+@GROUP_B
 def test_a_deploy_left_in_the_journal_whose_push_was_accepted_is_finished_by_the_next_push(fleet):
     """The journal a deploy leaves when it ended without knowing what every
     host serves (its status could not be read) while its push was accepted
