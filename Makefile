@@ -41,15 +41,21 @@ $(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt
 
 # The pinned requirements as installed tools carry them (LIBDIR/site), compiled:
 # built beside and renamed, so installs running at once never see half of it.
-# An install needs only this, not the checkout's venv: pip runs from Debian's
-# own wheel of it (python3-venv brings it; pip runs from its wheel as ensurepip
-# runs it), or else from the venv. A venv costs a host twice what this does.
+# An install needs only this, not the checkout's venv: pip runs as Debian's
+# python3-pip where that is installed; else from Debian's own wheel of it
+# (python3-venv brings it; pip runs from its wheel as ensurepip runs it), which
+# costs an install 1.2 CPU-s more (imported from a zip, each module is compiled
+# at every run); else from the venv. A venv costs a host twice what this does.
 # Of site/bin only uv's binaries stay (deploy-venv runs uv): the scripts pip
 # writes there (dotenv, idna, normalizer) name the interpreter that built
 # them, which an installed tool never runs, and nothing runs them.
 BUILD ?= build
+SYSTEM_PIP ?= $(shell $(PYTHON) -c 'import pip' 2>/dev/null && echo yes)
 PIP_WHEEL ?= $(firstword $(wildcard /usr/share/python-wheels/pip-*.whl))
-ifneq ($(PIP_WHEEL),)
+ifneq ($(SYSTEM_PIP),)
+SITE_PIP = $(PYTHON) -m pip
+SITE_PIP_NEEDS =
+else ifneq ($(PIP_WHEEL),)
 SITE_PIP = $(PYTHON) $(PIP_WHEEL)/pip
 SITE_PIP_NEEDS =
 else
