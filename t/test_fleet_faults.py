@@ -67,8 +67,8 @@ pytestmark = [pytest.mark.fleet, pytest.mark.ssh, pytest.mark.emperor, pytest.ma
 # push cut (148-161 s), the prepare cut (105-120 s) and the journal of an
 # accepted push (16-19 s); C, the commit cut (156-174 s) and the slow setup
 # (117-121 s); and test_fleet.py's group ("fleet-deploys", its deploys
-# 230-246 s) with the controller killed (43-56 s). A world takes ~25 s to
-# build alone, 93-103 s while four are built at once beside the other tests.
+# 230-246 s) with the controller killed (43-56 s). A world takes ~20 s to
+# build alone, 73-103 s while four are built at once beside the other tests.
 GROUP_A = pytest.mark.xdist_group("fleet")
 GROUP_B = pytest.mark.xdist_group("fleet-b")
 GROUP_C = pytest.mark.xdist_group("fleet-c")
