@@ -148,7 +148,13 @@ class RunningPush:
         return "".join(self.lines)
 
     def wait_for_output(self, text, timeout=60):
-        base.wait_until(lambda: text in self.output(), timeout, f"{text!r} in the push's output:\n{self.output()}")
+        try:
+            base.wait_until(lambda: text in self.output(), timeout,
+                            f"{text!r} in the push's output:\n{self.output()}")
+        except TimeoutError as error:
+            # what the push was doing then: once, a push printed nothing for 60 s on a loaded machine
+            raise TimeoutError(f"{error}\n(output reader {'running' if self.reader.is_alive() else 'ended'}); "
+                               f"the push's processes then:\n{process_tree(self.process.pid)}") from None
 
     def running(self):
         return self.process.poll() is None
@@ -225,6 +231,19 @@ def app_beside_another(v1_files):
 def parent_of(pid):
     with open(f"/proc/{pid}/stat") as stream:
         return int(stream.read().rsplit(") ", 1)[1].split()[1])
+
+
+def process_tree(root):
+    """root and its descendants as ps shows them (state, CPU, what each
+    waits in), a line each, for a failure's message."""
+    table = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,stat=,etime=,time=,wchan:24=,args="],
+                           capture_output=True, text=True).stdout.splitlines()
+    rows = {int(line.split()[0]): (int(line.split()[1]), line.strip()) for line in table}
+    wanted, before = {root}, None
+    while wanted != before:     # a child's pid may be lower than its parent's (pids wrap)
+        before = set(wanted)
+        wanted |= {pid for pid, (ppid, _) in rows.items() if ppid in wanted}
+    return "\n".join(rows[pid][1][:200] for pid in sorted(wanted) if pid in rows) or f"{root} is gone"
 
 
 def process_ended(pid):
