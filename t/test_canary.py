@@ -83,7 +83,7 @@ def test_a_failing_canary_and_one_aborted_by_hand_leave_the_live_version_losing_
 
         good = server.commit_app("v3")[:12]
         push = push_with_options(server, "canary")   # DEPLOY_CANARY unset: 60 s
-        push.wait_for_output("canary 0 of 60 s")
+        push.wait_for_output("canary 0 of 60 s", timeout=120)   # as long as the first push may take
         shown = run_tool("deploy-status", "app", env=server.environ)
         assert f"  canary    app-{good}: " in shown.stdout and "10% of clients" in shown.stdout, shown.stdout
         aborted = run_tool("deploy-version", "--abort", "app", good[:7], env=server.environ)
