@@ -51,6 +51,17 @@ class Connection:
 FAILURES = (OSError, http.client.HTTPException)
 
 
+def get_or_count(connection, errors, lock):
+    """connection.get(); or, when it fails, None, with the failure counted
+    in errors (a Counter, under lock) by its type's name."""
+    try:
+        return connection.get()
+    except FAILURES as error:
+        with lock:
+            errors[type(error).__name__] += 1
+        return None
+
+
 def readable(sock):
     """Whether sock has something to read now (poll, not select: a worker
     with the canary's 400 connections may hold descriptors past select's 1024)."""
@@ -102,12 +113,10 @@ class LoadLoop:
                         return
                 if self.pace:
                     self.stopping.wait(self.pace)
-                try:
-                    status, text = connection.get()
-                except FAILURES as error:
-                    with self.lock:
-                        self.errors[type(error).__name__] += 1
+                answered = get_or_count(connection, self.errors, self.lock)
+                if answered is None:
                     continue
+                status, text = answered
                 with self.lock:
                     self.statuses[status] += 1
                     if status == 200:
@@ -171,13 +180,12 @@ class SlowRequests:
     def one(self):
         connection = Connection(self.url, timeout=self.timeout)
         try:
-            status, text = connection.get()
-        except FAILURES as error:
-            with self.lock:
-                self.errors[type(error).__name__] += 1
-            return
+            answered = get_or_count(connection, self.errors, self.lock)
         finally:
             connection.close()
+        if answered is None:
+            return
+        status, text = answered
         with self.lock:
             self.statuses[status] += 1
             if status == 200:
@@ -325,12 +333,10 @@ class AddressedLoad:
             while not self.stopping.is_set() and time.monotonic() < deadline:
                 address = mine[turn % len(mine)]
                 turn += 1
-                try:
-                    status, text = connections[address].get()
-                except FAILURES as error:
-                    with self.lock:
-                        self.errors[type(error).__name__] += 1
+                answered = get_or_count(connections[address], self.errors, self.lock)
+                if answered is None:
                     continue
+                status, text = answered
                 answer = text if status == 200 else status
                 with self.lock:
                     self.statuses[status] += 1
